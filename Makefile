@@ -1,0 +1,25 @@
+# The two commands a user needs: `make run` and `make test`. Both set up from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint bench clean
+
+setup:
+	@PYTHON=$(PYTHON) bash scripts/setup.sh
+
+run: setup
+	$(BIN)/lockgate serve
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src/lockgate/config src/lockgate/gateway/resilience.py
+
+bench: setup
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .lockgate

@@ -1,0 +1,201 @@
+"""`lockgate`: serve the gateway, manage keys, read traces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+
+import click
+
+from lockgate.cli.logging_setup import configure_logging
+from lockgate.config import ConfigError
+from lockgate.settings import Settings
+from lockgate.store import StoreUnavailable
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+@click.group()
+@click.option("--data-dir", envvar="LOCKGATE_DATA_DIR", default=None, help="Data folder (default ./.lockgate).")
+@click.option("--config", "config_path", envvar="LOCKGATE_CONFIG", default=None, type=click.Path(),
+              help="lockgate.yaml to use (default: the embedded demo).")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: str | None, config_path: str | None) -> None:
+    """Lockgate: the safety layer between an AI application and production."""
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = Settings.from_env(data_dir=data_dir, config=config_path)
+
+
+@cli.command()
+@click.option("--config", "config_path", default=None, type=click.Path(), help="lockgate.yaml to serve.")
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port to listen on (default 8787).")
+@click.option("--data-dir", default=None, help="Data folder (default ./.lockgate or LOCKGATE_DATA_DIR).")
+@click.option("--workers", default=None, type=int, help="Worker processes (default: one per CPU core).")
+@click.pass_context
+def serve(ctx: click.Context, config_path: str | None, host: str | None, port: int | None,
+          data_dir: str | None, workers: int | None) -> None:
+    """Serve the gateway (the embedded demo when no --config is given)."""
+    import uvicorn
+
+    from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
+
+    configure_logging()
+    base = _settings(ctx)
+    settings = Settings.from_env(
+        data_dir=data_dir or str(base.data_dir),
+        config=config_path or (str(base.config_path) if base.config_path else None),
+        host=host, port=port,
+    )
+    try:
+        config = load_settings_config(settings)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings)
+    registry = register_releases(config, store)  # once, here, before workers race to do it
+    for route, releases in registry.items():
+        serving = releases[config.routes[route].serve]
+        click.echo(f"route {route}: serving {serving.release_id} ({serving.label}, {serving.content_hash[:12]})")
+    n_workers = workers or config.server.workers or os.cpu_count() or 1
+    click.echo(f"lockgate: listening on http://{settings.host}:{settings.port} with {n_workers} worker(s); "
+               f"data in {settings.data_dir}")
+    os.environ.update(settings.to_env())
+    os.environ["LOCKGATE_WORKERS"] = str(n_workers)
+    common = {"host": settings.host, "port": settings.port, "log_level": "warning", "access_log": False,
+              "loop": "uvloop", "http": "httptools", "timeout_graceful_shutdown": 10}
+    if n_workers == 1:
+        from lockgate.gateway.app import create_app
+        from lockgate.gateway.runtime import Runtime
+
+        uvicorn.run(create_app(Runtime(settings, config, store, workers=1)), **common)
+        return
+    # Several processes: metrics are summed across workers through files in this folder.
+    metrics_dir = settings.data_dir / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def _store(ctx: click.Context):  # noqa: ANN202 - returns the configured Store
+    from lockgate.gateway.runtime import open_store
+
+    settings = _settings(ctx)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return open_store(settings)
+    except StoreUnavailable as exc:
+        click.echo(f"error: cannot open the store in {settings.data_dir}: {exc}", err=True)
+        sys.exit(2)
+
+
+@cli.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what the key is for.")
+@click.option("--routes", default=None, help="Comma-separated routes the key may use (default: all).")
+@click.option("--rpm", type=int, default=None, help="Requests per minute (default: the server's default).")
+@click.option("--tpm", type=int, default=None, help="Tokens per minute (default: the server's default).")
+@click.pass_context
+def keys_create(ctx: click.Context, name: str, routes: str | None, rpm: int | None, tpm: int | None) -> None:
+    """Create a key. The key itself is printed once, alone on the last line."""
+    from lockgate.auth.keys import create_key
+
+    route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
+    new = create_key(_store(ctx), name, routes=route_list, requests_per_minute=rpm, tokens_per_minute=tpm)
+    click.echo(f"created key {new.record.key_id} ({name}); routes: {','.join(route_list) if route_list else 'all'}. "
+               "Store it now: it is not shown again.")
+    click.echo(new.plaintext)
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@click.pass_context
+def keys_list(ctx: click.Context, include_revoked: bool) -> None:
+    """List keys (never the keys themselves)."""
+    rows = _store(ctx).list_keys(include_revoked=include_revoked)
+    click.echo(f"{'KEY ID':<18} {'NAME':<20} {'ROUTES':<24} {'RPM':>6} {'TPM':>8}  CREATED              STATE")
+    for k in rows:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(k.created_at))
+        state = "revoked" if k.revoked_at else "active"
+        click.echo(f"{k.key_id:<18} {k.name[:20]:<20} {','.join(k.routes) if k.routes else 'all':<24} "
+                   f"{k.requests_per_minute or '-':>6} {k.tokens_per_minute or '-':>8}  {created}  {state}")
+
+
+@keys.command("revoke")
+@click.argument("key")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key: str) -> None:
+    """Revoke a key by id or name. Gateways stop accepting it within seconds."""
+    if not _store(ctx).revoke_key(key, time.time()):
+        click.echo(f"error: no active key with id or name '{key}'; see `lockgate keys list`", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {key}")
+
+
+# -- traces --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def traces() -> None:
+    """Read request traces."""
+
+
+@traces.command("tail")
+@click.option("-n", "limit", default=20, show_default=True, help="How many recent traces.")
+@click.option("--route", default=None, help="Only this route.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new traces.")
+@click.pass_context
+def traces_tail(ctx: click.Context, limit: int, route: str | None, follow: bool) -> None:
+    """The most recent traces, one line each, oldest first."""
+    store = _store(ctx)
+    seen: set[str] = set()
+    click.echo(f"{'TIME':<19} {'TRACE ID':<28} {'ROUTE':<14} {'RELEASE':<16} {'STATUS':>6} {'OUTCOME':<18} "
+               f"{'LATENCY':>9} {'TOKENS':>7}")
+    while True:
+        for t in reversed(store.recent_traces(limit=limit, route=route)):
+            if t["trace_id"] in seen:
+                continue
+            seen.add(t["trace_id"])
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["ts"]))
+            tokens = (t.get("prompt_tokens") or 0) + (t.get("completion_tokens") or 0)
+            click.echo(f"{when:<19} {t['trace_id'][:28]:<28} {str(t.get('route'))[:14]:<14} "
+                       f"{str(t.get('release'))[:16]:<16} {t['status']:>6} {t['outcome'][:18]:<18} "
+                       f"{t.get('latency_ms') or 0:>7.1f}ms {tokens:>7}")
+        if not follow:
+            return
+        time.sleep(1.0)
+
+
+@traces.command("show")
+@click.argument("trace_id")
+@click.pass_context
+def traces_show(ctx: click.Context, trace_id: str) -> None:
+    """One trace in full, as JSON."""
+    trace = _store(ctx).get_trace(trace_id)
+    if trace is None:
+        click.echo(f"error: no trace '{trace_id}' (traces reach the store within a second of the response; "
+                   "see `lockgate traces tail`)", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(trace, indent=2, ensure_ascii=False))
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

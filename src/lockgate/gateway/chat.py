@@ -1,0 +1,435 @@
+"""`POST /v1/chat/completions`: the request path from bytes in to bytes out.
+
+authenticate -> parse and validate -> route -> rate limit -> release -> call (resilience) ->
+respond -> journal the trace. Every outcome, errors included, leaves exactly one trace, written to
+the journal before the response is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from lockgate.backends.base import BackendCall, BackendFailure, StreamDelta
+from lockgate.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    LockgateError,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    RouteNotFound,
+)
+from lockgate.gateway import responses
+from lockgate.gateway.openai_types import ChatRequest, parse_chat_request
+from lockgate.gateway.ratelimit import retry_after_header
+from lockgate.gateway.resilience import CallLog
+from lockgate.gateway.runtime import Runtime, ServingRelease
+from lockgate.observe import metrics
+from lockgate.store import ApiKeyRecord
+
+JSON = "application/json"
+
+
+@dataclass
+class RequestState:
+    """What is known about one request so far; becomes its trace."""
+
+    request_id: str
+    started: float
+    created: int
+    key: ApiKeyRecord | None = None
+    chat: ChatRequest | None = None
+    release: ServingRelease | None = None
+    log: CallLog = field(default_factory=CallLog)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    ttft_ms: float | None = None
+    output: str | None = None
+
+    @property
+    def route(self) -> str | None:
+        return self.release.route if self.release else (self.chat.model if self.chat else None)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (self.elapsed_s() - self.log.upstream_s) * 1000)
+
+    def headers(self) -> dict[str, str]:
+        h = {"x-request-id": self.request_id, "x-lockgate-overhead-ms": f"{self.overhead_ms():.3f}"}
+        h["x-lockgate-release"] = self.release.release_id if self.release else "none"
+        return h
+
+
+async def handle_chat(request: Request, rt: Runtime) -> Response:
+    state = RequestState(
+        request_id=_request_id(request), started=time.perf_counter(), created=int(time.time())
+    )
+    try:
+        body = await _read_body(request, rt.config.server.max_body_bytes)
+        state.key = _authenticate(request, rt)
+        state.chat = parse_chat_request(body)
+        state.release = _choose_release(state.chat, state.key, rt)
+        _check_rate_limits(state, rt)
+        call = _backend_call(state.release, state.chat)
+        if state.chat.stream:
+            return await _stream(state, call, rt)
+        completion = await rt.caller.complete(state.release.spec, call, state.log)
+    except LockgateError as exc:
+        return _error_response(state, exc, rt)
+    state.prompt_tokens, state.completion_tokens = completion.prompt_tokens, completion.completion_tokens
+    state.finish_reason = responses.normalise_finish_reason(completion.finish_reason)
+    state.output = completion.text
+    body = orjson.dumps(
+        responses.completion_body(
+            completion_id=f"chatcmpl-{state.request_id}", created=state.created, model=state.release.route,
+            text=completion.text, finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
+    )
+    _charge_tokens(state, rt)
+    outcome = "fallback" if state.log.fallback_used else "ok"
+    headers = state.headers()
+    _record(state, rt, status=200, outcome=outcome)
+    return Response(body, status_code=200, media_type=JSON, headers=headers)
+
+
+# -- steps -------------------------------------------------------------------------------------
+
+
+def _request_id(request: Request) -> str:
+    supplied = request.headers.get("x-request-id")
+    if supplied and len(supplied) <= 128 and supplied.isascii() and supplied.isprintable():
+        return supplied
+    return "req_" + secrets.token_hex(12)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = PayloadTooLarge(
+        f"The request body is larger than this gateway's limit of {limit} bytes. Send a shorter prompt, "
+        "or raise `server.max_body_bytes` in lockgate.yaml."
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _authenticate(request: Request, rt: Runtime) -> ApiKeyRecord | None:
+    if not rt.config.server.require_api_key:
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed(
+            "No API key provided. Send `Authorization: Bearer <key>`; create a key with "
+            "`lockgate keys create --name NAME`."
+        )
+    key = rt.keys.lookup(token.strip())
+    if key is None:
+        raise AuthenticationFailed(
+            "Incorrect or revoked API key. Check the key, or create a new one with `lockgate keys create --name NAME`."
+        )
+    return key
+
+
+def _choose_release(chat: ChatRequest, key: ApiKeyRecord | None, rt: Runtime) -> ServingRelease:
+    route = rt.route(chat.model)
+    if route is None:
+        known = ", ".join(sorted(rt.config.routes)) or "none"
+        raise RouteNotFound(
+            f"The model '{chat.model}' does not exist: it is not a route of this gateway. Routes: {known}.",
+            param="model",
+        )
+    if key is not None and key.routes is not None and chat.model not in key.routes:
+        raise PermissionDenied(
+            f"This API key may not use the route '{chat.model}'. It may use: {', '.join(key.routes)}.",
+            param="model",
+        )
+    return rt.serving_release(chat.model)
+
+
+def _check_rate_limits(state: RequestState, rt: Runtime) -> None:
+    assert state.chat is not None and state.release is not None
+    estimate = _estimate_prompt_tokens(state.chat)
+    default = rt.config.server.default_key_rate_limit
+    route_limit = rt.config.routes[state.release.route].rate_limit
+    checks: list[tuple[str, float, int | None, str]] = []
+    if state.key is not None:
+        rpm = state.key.requests_per_minute or default.requests_per_minute
+        tpm = state.key.tokens_per_minute or default.tokens_per_minute
+        checks += [(f"key:{state.key.key_id}:req", 1, rpm, "requests per minute for this API key"),
+                   (f"key:{state.key.key_id}:tok", estimate, tpm, "tokens per minute for this API key")]
+    route = state.release.route
+    checks += [(f"route:{route}:req", 1, route_limit.requests_per_minute, "requests per minute for this route"),
+               (f"route:{route}:tok", estimate, route_limit.tokens_per_minute, "tokens per minute for this route")]
+    for bucket, cost, limit, what in checks:
+        if not limit:
+            continue
+        decision = rt.rate_limiter.acquire(bucket, cost=cost, per_minute=limit)
+        if not decision.allowed:
+            wait = retry_after_header(decision.retry_after_s)
+            raise RateLimited(
+                f"Rate limit reached: {limit} {what}. Retry after {wait} s, or ask an admin for a higher limit.",
+                headers={"retry-after": wait},
+            )
+
+
+def _charge_tokens(state: RequestState, rt: Runtime) -> None:
+    """Token limits are checked on an estimate up front and settled on the real count afterwards."""
+    if state.chat is None or state.release is None:
+        return
+    extra = state.prompt_tokens + state.completion_tokens - _estimate_prompt_tokens(state.chat)
+    default = rt.config.server.default_key_rate_limit
+    if state.key is not None:
+        tpm = state.key.tokens_per_minute or default.tokens_per_minute
+        if tpm:
+            rt.rate_limiter.charge(f"key:{state.key.key_id}:tok", cost=extra, per_minute=tpm)
+    route_tpm = rt.config.routes[state.release.route].rate_limit.tokens_per_minute
+    if route_tpm:
+        rt.rate_limiter.charge(f"route:{state.release.route}:tok", cost=extra, per_minute=route_tpm)
+
+
+def _estimate_prompt_tokens(chat: ChatRequest) -> int:
+    # About four characters a token for English; good enough to refuse floods before they start.
+    chars = sum(len(m.content) if isinstance(m.content, str) else 64 for m in chat.messages)
+    return max(1, math.ceil(chars / 4))
+
+
+def _backend_call(release: ServingRelease, chat: ChatRequest) -> BackendCall:
+    spec = release.spec
+    messages: list[dict[str, Any]] = []
+    if spec.system_prompt:
+        messages.append({"role": "system", "content": spec.system_prompt})
+    texts = [(m.role, m.text()) for m in chat.messages]
+    last_user = max((i for i, (role, _) in enumerate(texts) if role == "user"), default=None)
+    for i, (role, text) in enumerate(texts):
+        if role == "developer":
+            role = "system"  # older backends do not know the developer role
+        if i == last_user and spec.prompt_template:
+            text = spec.prompt_template.replace("{input}", text)
+        messages.append({"role": role, "content": text})
+    params = spec.params
+    max_tokens = chat.requested_max_tokens() or params.max_tokens
+    if params.max_tokens_cap and max_tokens:
+        max_tokens = min(max_tokens, params.max_tokens_cap)
+    response_format = chat.response_format.model_dump(exclude_none=True) if chat.response_format else None
+    return BackendCall(
+        model=spec.model,
+        messages=messages,
+        temperature=chat.temperature if chat.temperature is not None else params.temperature,
+        top_p=chat.top_p if chat.top_p is not None else params.top_p,
+        max_tokens=max_tokens,
+        stop=chat.stop_list() or params.stop,
+        seed=chat.seed if chat.seed is not None else params.seed,
+        response_format=response_format,
+        user=chat.user,
+    )
+
+
+# -- streaming ---------------------------------------------------------------------------------
+
+
+async def _stream(state: RequestState, call: BackendCall, rt: Runtime) -> Response:
+    """Commits to a stream only after its first token, so early failures still retry or fall back."""
+    assert state.release is not None and state.chat is not None
+    first, rest, deadline = await rt.caller.open_stream(state.release.spec, call, state.log)
+    state.ttft_ms = state.elapsed_s() * 1000
+    headers = state.headers()
+    headers["cache-control"] = "no-cache"
+    headers["x-accel-buffering"] = "no"  # tell nginx-like proxies not to buffer the stream
+    return StreamingResponse(
+        _sse(state, first, rest, deadline, rt), media_type="text/event-stream", headers=headers
+    )
+
+
+async def _sse(
+    state: RequestState, first: StreamDelta, rest: AsyncIterator[StreamDelta], deadline: float, rt: Runtime
+) -> AsyncIterator[bytes]:
+    assert state.release is not None and state.chat is not None
+    cid, model, created = f"chatcmpl-{state.request_id}", state.release.route, state.created
+    include_usage = bool(state.chat.stream_options and state.chat.stream_options.include_usage)
+    pieces: list[str] = []
+    status, outcome = 200, "fallback" if state.log.fallback_used else "ok"
+    completed = False
+    try:
+        yield responses.chunk_event(completion_id=cid, created=created, model=model,
+                                    delta={"role": "assistant", "content": ""})
+        delta: StreamDelta | None = first
+        while delta is not None:
+            # Read to the end even after finish_reason: usage arrives in a chunk of its own.
+            _absorb(state, delta, pieces)
+            if delta.text:
+                yield responses.chunk_event(completion_id=cid, created=created, model=model,
+                                            delta={"content": delta.text})
+            delta = await _next_before(rest, deadline)
+        state.finish_reason = responses.normalise_finish_reason(state.finish_reason)
+        yield responses.chunk_event(completion_id=cid, created=created, model=model, delta={},
+                                    finish_reason=state.finish_reason)
+        if include_usage:
+            yield responses.usage_event(completion_id=cid, created=created, model=model,
+                                        prompt_tokens=state.prompt_tokens, completion_tokens=state.completion_tokens)
+        completed = True
+    except BackendFailure as failure:
+        rt.caller.record_stream_failure(state.log.served_by or "", failure, state.log)
+        status, outcome = 502, "stream_error"
+        yield responses.error_event(
+            {"error": {"message": f"The model backend failed mid-stream ({failure.message}); the answer above "
+                                  "is incomplete. Retry the request.", "type": "upstream_error",
+                       "param": None, "code": "stream_interrupted"}}
+        )
+    finally:
+        state.output = "".join(pieces)
+        if not completed and status == 200:
+            status, outcome = 499, "client_disconnected"
+        _charge_tokens(state, rt)
+        _record(state, rt, status=status, outcome=outcome)
+        await _aclose(rest)
+    # The trace is journaled before [DONE]: a client that saw the end of the stream has a trace.
+    # After an error event there is no [DONE]; the error is the end.
+    if completed:
+        yield responses.DONE_EVENT
+
+
+async def _next_before(stream: AsyncIterator[StreamDelta], deadline: float) -> StreamDelta | None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise BackendFailure("timeout", "the release's total timeout passed mid-stream", retryable=False)
+    try:
+        return await asyncio.wait_for(anext(stream), timeout=remaining)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise BackendFailure("timeout", "the release's total timeout passed mid-stream", retryable=False) from None
+
+
+def _absorb(state: RequestState, delta: StreamDelta, pieces: list[str]) -> None:
+    if delta.text:
+        pieces.append(delta.text)
+    if delta.finish_reason:
+        state.finish_reason = delta.finish_reason
+    if delta.prompt_tokens is not None:
+        state.prompt_tokens = delta.prompt_tokens
+    if delta.completion_tokens is not None:
+        state.completion_tokens = delta.completion_tokens
+
+
+async def _aclose(stream: AsyncIterator[StreamDelta]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - the stream is finished either way
+            pass
+
+
+# -- errors and traces -------------------------------------------------------------------------
+
+
+def _error_response(state: RequestState, exc: LockgateError, rt: Runtime) -> Response:
+    outcome = {
+        400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "unknown_route",
+        413: "too_large", 429: "rate_limited", 502: "upstream_error", 504: "upstream_timeout",
+    }.get(exc.status, "error")
+    headers = state.headers() | exc.headers
+    _record(state, rt, status=exc.status, outcome=outcome, error=exc)
+    return Response(orjson.dumps(exc.body()), status_code=exc.status, media_type=JSON, headers=headers)
+
+
+def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, error: LockgateError | None = None) -> None:
+    route, release = state.route, state.release
+    release_id = release.release_id if release else None
+    elapsed = state.elapsed_s()
+    trace: dict[str, Any] = {
+        "trace_id": state.request_id,
+        "ts": time.time(),
+        "route": route,
+        "release": release_id,
+        "release_hash": release.record.content_hash if release else None,
+        "key_id": state.key.key_id if state.key else None,
+        "user": _pseudonym(state.chat.user) if state.chat and state.chat.user else None,
+        "stream": bool(state.chat and state.chat.stream),
+        "status": status,
+        "outcome": outcome,
+        "error_code": error.code if error else None,
+        "error": error.message if error else None,
+        "latency_ms": round(elapsed * 1000, 3),
+        "upstream_ms": round(state.log.upstream_s * 1000, 3),
+        "overhead_ms": round(state.overhead_ms(), 3),
+        "ttft_ms": round(state.ttft_ms, 3) if state.ttft_ms is not None else None,
+        "prompt_tokens": state.prompt_tokens,
+        "completion_tokens": state.completion_tokens,
+        "finish_reason": state.finish_reason,
+        "served_by": state.log.served_by,
+        "fallback_used": state.log.fallback_used,
+        "retries": state.log.retries,
+        "attempts": [a.as_dict() for a in state.log.attempts],
+    }
+    trace.update(_content(state, rt))
+    rt.journal.append(trace)
+
+    labels = {"route": route or "unknown", "release": release_id or "none"}
+    if route is not None and rt.route(route) is None:
+        labels["route"] = "unknown"  # never let clients mint label values
+    metrics.REQUESTS.labels(outcome=outcome, **labels).inc()
+    metrics.REQUEST_LATENCY.labels(**labels).observe(elapsed)
+    if state.log.attempts:
+        metrics.UPSTREAM_LATENCY.labels(**labels).observe(state.log.upstream_s)
+    metrics.OVERHEAD.labels(**labels).observe(state.overhead_ms() / 1000)
+    if state.prompt_tokens:
+        metrics.TOKENS.labels(kind="prompt", **labels).inc(state.prompt_tokens)
+    if state.completion_tokens:
+        metrics.TOKENS.labels(kind="completion", **labels).inc(state.completion_tokens)
+    if state.log.fallback_used:
+        metrics.FALLBACKS.labels(target=state.log.served_by or "none", **labels).inc()
+    if state.log.retries:
+        metrics.RETRIES.labels(**labels).inc(state.log.retries)
+    for attempt in state.log.attempts:
+        if attempt.outcome != "ok":
+            metrics.ATTEMPT_FAILURES.labels(backend=attempt.target, kind=attempt.outcome).inc()
+
+
+def _content(state: RequestState, rt: Runtime) -> dict[str, Any]:
+    """Prompt and output as the route's `trace_content` setting allows: full, hashed or not at all."""
+    if state.chat is None:
+        return {}
+    route = rt.route(state.chat.model)
+    mode = route.trace_content if route else "none"
+    if mode == "none":
+        return {"content_mode": "none"}
+    try:
+        prompt = [{"role": m.role, "content": m.text()} for m in state.chat.messages]
+    except InvalidRequest:
+        prompt = []
+    if mode == "hashed":
+        return {"content_mode": "hashed", "prompt_sha256": _sha(orjson.dumps(prompt)),
+                "output_sha256": _sha((state.output or "").encode())}
+    return {"content_mode": "full", "prompt": prompt, "output": state.output}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _pseudonym(user: str) -> str:
+    return "u_" + hashlib.sha256(("lockgate:" + user).encode()).hexdigest()[:16]
+

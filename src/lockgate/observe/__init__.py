@@ -1,0 +1,1 @@
+"""Seeing what the gateway does: traces, metrics."""

@@ -1,0 +1,61 @@
+"""Prometheus metrics, all prefixed `lockgate_` and labelled by route and release.
+
+With several worker processes, prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
+set by `lockgate serve` before the workers start) sums every worker's values at scrape time.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+REQUESTS = Counter(
+    "lockgate_requests_total", "Chat requests by outcome.", ["route", "release", "outcome"]
+)
+REQUEST_LATENCY = Histogram(
+    "lockgate_request_duration_seconds", "Whole request, as the client sees it.", ["route", "release"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_LATENCY = Histogram(
+    "lockgate_upstream_duration_seconds", "Time spent on backends, retries included.", ["route", "release"],
+    buckets=LATENCY_BUCKETS,
+)
+OVERHEAD = Histogram(
+    "lockgate_overhead_seconds", "Time the gateway itself added.", ["route", "release"], buckets=OVERHEAD_BUCKETS
+)
+TOKENS = Counter("lockgate_tokens_total", "Tokens by kind (prompt, completion).", ["route", "release", "kind"])
+FALLBACKS = Counter("lockgate_fallbacks_total", "Requests served by a fallback link.", ["route", "release", "target"])
+RETRIES = Counter("lockgate_retries_total", "Retried backend attempts.", ["route", "release"])
+ATTEMPT_FAILURES = Counter(
+    "lockgate_backend_failures_total", "Failed backend attempts by kind.", ["backend", "kind"]
+)
+CIRCUIT_STATE = Gauge(
+    "lockgate_circuit_state", "Circuit breaker per backend: 0 closed, 1 half-open, 2 open.", ["backend"],
+    multiprocess_mode="max",
+)
+TRACE_SPOOL_SEGMENTS = Gauge(
+    "lockgate_trace_spool_segments", "Trace journal segments not yet in the store.", multiprocess_mode="max"
+)
+
+
+def render() -> tuple[bytes, str]:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
