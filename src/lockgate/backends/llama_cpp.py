@@ -58,6 +58,9 @@ class LlamaCppBackend:
     def _load(self) -> None:
         from llama_cpp import Llama  # imported late: importing loads the shared library
 
+        from lockgate.backends import chat_templates
+
+        chat_templates.register()
         started = time.perf_counter()
         try:
             path = resolve_model_file(self._config.model_file, data_dir=self._data_dir)
@@ -170,6 +173,9 @@ class LlamaCppBackend:
             kwargs["seed"] = call.seed
         if call.response_format and call.response_format.get("type") == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
+        # Evaluate every prompt from scratch: reusing a cached prefix changes the batch shapes and so the
+        # floating-point logits a little, and a seeded request must give the same answer every time.
+        llama.reset()
         prompt_tokens = _count_prompt_tokens(llama, call.messages)
         completion_tokens = 0
         finish_reason = "stop"
