@@ -139,17 +139,20 @@ async def _parse_sse(name: str, lines: AsyncIterator[str]) -> AsyncIterator[Stre
             raise BackendFailure("malformed", f"{name} sent a malformed stream event", retryable=True)
         if "error" in chunk:
             raise BackendFailure("http_status", f"{name} reported an error mid-stream", retryable=True)
-        usage = chunk.get("usage") or {}
-        delta = StreamDelta(
-            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")
-        )
-        for choice in chunk.get("choices") or []:
-            piece = (choice.get("delta") or {}).get("content")
-            if piece:
-                delta.text += piece
-            if choice.get("finish_reason"):
-                delta.finish_reason = choice["finish_reason"]
-                finished = True
+        try:
+            usage = chunk.get("usage") or {}
+            delta = StreamDelta(
+                prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")
+            )
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    delta.text += piece
+                if choice.get("finish_reason"):
+                    delta.finish_reason = choice["finish_reason"]
+                    finished = True
+        except (AttributeError, TypeError) as exc:  # valid JSON, but not shaped like a chunk
+            raise BackendFailure("malformed", f"{name} sent a malformed stream event", retryable=True) from exc
         if delta.text or delta.finish_reason or usage:
             yield delta
     if not finished:

@@ -63,6 +63,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     for route, releases in registry.items():
         serving = releases[config.routes[route].serve]
         click.echo(f"route {route}: serving {serving.release_id} ({serving.label}, {serving.content_hash[:12]})")
+    if config.server.require_api_key and not store.list_keys():
+        click.echo("no API keys yet: create one with `.venv/bin/lockgate keys create --name NAME` "
+                   "(the key is printed on the last line)")
     n_workers = workers or config.server.workers or os.cpu_count() or 1
     click.echo(f"lockgate: listening on http://{settings.host}:{settings.port} with {n_workers} worker(s); "
                f"data in {settings.data_dir}")

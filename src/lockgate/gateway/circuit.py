@@ -32,6 +32,7 @@ class CircuitBreaker:
         self._consecutive_failures = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
+        self._probe_started = 0.0
 
     @property
     def state(self) -> CircuitState:
@@ -40,13 +41,17 @@ class CircuitBreaker:
         return self._state
 
     def allow(self) -> bool:
-        """True if a call may go through now. In half-open, only one probe at a time."""
+        """True if a call may go through now. In half-open, only one probe at a time; a probe whose
+        outcome never arrived (its request vanished) stops blocking after one cooldown."""
         state = self.state
         if state is CircuitState.CLOSED:
             return True
-        if state is CircuitState.HALF_OPEN and not self._probe_in_flight:
+        now = self._clock()
+        probe_lost = self._probe_in_flight and now - self._probe_started >= self.cooldown_s
+        if state is CircuitState.HALF_OPEN and (not self._probe_in_flight or probe_lost):
             self._state = CircuitState.HALF_OPEN
             self._probe_in_flight = True
+            self._probe_started = now
             return True
         return False
 

@@ -120,7 +120,9 @@ class ReleaseCaller:
             if link.static_text is not None:
                 completion = self._static(link, call, log)
                 first = StreamDelta(text=completion.text, finish_reason="stop", prompt_tokens=0, completion_tokens=0)
-                return first, _empty(), deadline
+                # The static answer is whole and served even past the deadline: give the (empty) rest of
+                # the stream a little time of its own, or the client would get a timeout error after it.
+                return first, _empty(), max(deadline, time.monotonic() + 5.0)
             attempt_call = _with_model(call, link.model)
             async for try_number in self._tries(release, link, deadline, log):
                 started = time.monotonic()
