@@ -13,6 +13,8 @@ Endpoints:
   SSE (`stream: true`, honouring `stream_options.include_usage`).
 * `GET /v1/models` (and `/models`): a model list.
 * `GET /_control`: current mode, delay and per-mode request counters.
+* Every chat-completion body received is kept (the last `REQUEST_LOG_SIZE`) in `.requests`, so
+  tests can assert what a gateway actually forwarded (`last_request()` for the newest).
 * `POST /_control` with `{"mode": ..., "delay_s": ..., "reset": bool}`: set the global fault mode.
 
 Fault modes are picked per request by the body's `model` (e.g. `"fault-500"`, `"fault-slow-0.5"`)
@@ -66,6 +68,8 @@ FAULT_MODES: tuple[str, ...] = (
 DEFAULT_DELAY_S = 2.0
 MAX_CONTENT_CHARS = 200
 STREAM_PIECES = 4
+REQUEST_LOG_SIZE = 100
+"""How many chat-completion request bodies `requests` keeps; bounded so benchmarks cannot grow it."""
 
 _REASONS: dict[int, bytes] = {
     100: b"Continue",
@@ -147,9 +151,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
 
 
@@ -238,9 +240,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         path = self._url.split(b"?", 1)[0]
-        request = _Request(
-            self._parser.get_method(), path, b"".join(self._body), self._parser.should_keep_alive()
-        )
+        request = _Request(self._parser.get_method(), path, b"".join(self._body), self._parser.should_keep_alive())
         self._body = []
         self._queue.append(request)
         if self._task is None:
@@ -320,6 +320,7 @@ class FakeUpstream:
         base, override = parse_mode(mode)
         self._state: tuple[str, float] = (base, override if override is not None else float(delay_s))
         self._counts: Counter[str] = Counter()
+        self._requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self._connections: set[_Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._host = "127.0.0.1"
@@ -333,9 +334,7 @@ class FakeUpstream:
         if self._server is not None:
             raise RuntimeError("FakeUpstream already started")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, reuse_address=True, backlog=1024
-        )
+        self._server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True, backlog=1024)
         sockname = self._server.sockets[0].getsockname()
         self._host = host
         self._port = int(sockname[1])
@@ -388,7 +387,8 @@ class FakeUpstream:
         """Snapshot of chat-completion requests received per effective mode (missing modes read 0).
 
         Counted on arrival, so retries show up even for `fault-hang`; the `-SECONDS` suffix of the
-        slow modes is dropped from the key.
+        slow modes is dropped from the key, and a model naming an unknown `fault-*` counts as "unknown".
+        Only chat completions are counted, so model listings and control calls never skew asserts.
         """
         return Counter(self._counts)
 
@@ -411,6 +411,25 @@ class FakeUpstream:
 
     def reset_counts(self) -> None:
         self._counts.clear()
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Snapshot of the last `REQUEST_LOG_SIZE` chat-completion bodies received, oldest first.
+
+        Recorded on arrival as parsed JSON objects, whatever the mode, so a test can check what a
+        gateway forwarded (parameters, system prompt) even when the answer was a fault.
+        """
+        return list(self._requests.copy())  # deque.copy() is atomic under the GIL; iteration is not
+
+    def last_request(self) -> dict[str, Any] | None:
+        """The newest chat-completion body received, or None before the first."""
+        try:
+            return self._requests[-1]
+        except IndexError:
+            return None
+
+    def clear_requests(self) -> None:
+        self._requests.clear()
 
     def control_snapshot(self) -> dict[str, Any]:
         """What `GET /_control` returns."""
@@ -479,6 +498,7 @@ class FakeUpstream:
             msg = f"Could not parse the request body as JSON: {exc}"
             conn.send(400, _error_body(msg, "invalid_request_error", None), req.keep_alive)
             return None
+        self._requests.append(body)
 
         model = body.get("model")
         model = model if isinstance(model, str) and model else "fake-model"
@@ -567,9 +587,7 @@ class FakeUpstream:
         n_content = len(events) - (2 if include_usage else 1)  # events before the usage / [DONE] tail
 
         if mode == "fault-malformed":
-            conn.write(
-                _stream_head(ka) + _chunk(events[0]) + _chunk(_BAD_EVENT) + _chunk(_DONE_EVENT) + _CHUNK_END
-            )
+            conn.write(_stream_head(ka) + _chunk(events[0]) + _chunk(_BAD_EVENT) + _chunk(_DONE_EVENT) + _CHUNK_END)
             conn.finish(ka)
             return None
         if mode == "fault-cut-stream":
@@ -778,6 +796,16 @@ class FakeUpstreamThread:
 
     def reset_counts(self) -> None:
         self.upstream.reset_counts()
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.upstream.requests
+
+    def last_request(self) -> dict[str, Any] | None:
+        return self.upstream.last_request()
+
+    def clear_requests(self) -> None:
+        self.upstream.clear_requests()
 
 
 def run_in_thread(

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from lockgate.errors import AuthenticationFailed, LockgateError, NotFound
 from lockgate.gateway.chat import handle_chat
+from lockgate.gateway.headers import GatewayHeaders
 from lockgate.gateway.responses import models_body
 from lockgate.gateway.runtime import Runtime, load_settings_config, open_store
 from lockgate.observe import metrics
@@ -97,6 +99,7 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(GatewayHeaders)],
         lifespan=lifespan,
         exception_handlers={
             LockgateError: lockgate_error,

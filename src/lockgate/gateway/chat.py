@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,8 +30,9 @@ from lockgate.errors import (
     RouteNotFound,
 )
 from lockgate.gateway import responses
+from lockgate.gateway.headers import request_id_from
 from lockgate.gateway.openai_types import ChatRequest, parse_chat_request
-from lockgate.gateway.ratelimit import retry_after_header
+from lockgate.gateway.ratelimit import Charge, retry_after_header
 from lockgate.gateway.resilience import CallLog
 from lockgate.gateway.runtime import Runtime, ServingRelease
 from lockgate.observe import metrics
@@ -76,7 +76,7 @@ class RequestState:
 
 async def handle_chat(request: Request, rt: Runtime) -> Response:
     state = RequestState(
-        request_id=_request_id(request), started=time.perf_counter(), created=int(time.time())
+        request_id=request_id_from(request.headers), started=time.perf_counter(), created=int(time.time())
     )
     try:
         body = await _read_body(request, rt.config.server.max_body_bytes)
@@ -108,13 +108,6 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
 
 
 # -- steps -------------------------------------------------------------------------------------
-
-
-def _request_id(request: Request) -> str:
-    supplied = request.headers.get("x-request-id")
-    if supplied and len(supplied) <= 128 and supplied.isascii() and supplied.isprintable():
-        return supplied
-    return "req_" + secrets.token_hex(12)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -168,30 +161,42 @@ def _choose_release(chat: ChatRequest, key: ApiKeyRecord | None, rt: Runtime) ->
     return rt.serving_release(chat.model)
 
 
-def _check_rate_limits(state: RequestState, rt: Runtime) -> None:
-    assert state.chat is not None and state.release is not None
-    estimate = _estimate_prompt_tokens(state.chat)
+def _limits(state: RequestState, rt: Runtime, *, prompt_cost: float, token_cost: float) -> list[Charge]:
+    """The request's buckets: per key and per route, requests and tokens, wherever a limit is set."""
+    assert state.release is not None
     default = rt.config.server.default_key_rate_limit
     route_limit = rt.config.routes[state.release.route].rate_limit
-    checks: list[tuple[str, float, int | None, str]] = []
+    candidates: list[tuple[str, float, int | None, str]] = []
     if state.key is not None:
-        rpm = state.key.requests_per_minute or default.requests_per_minute
-        tpm = state.key.tokens_per_minute or default.tokens_per_minute
-        checks += [(f"key:{state.key.key_id}:req", 1, rpm, "requests per minute for this API key"),
-                   (f"key:{state.key.key_id}:tok", estimate, tpm, "tokens per minute for this API key")]
+        kid = state.key.key_id
+        candidates += [
+            (f"key:{kid}:req", prompt_cost, state.key.requests_per_minute or default.requests_per_minute,
+             "requests per minute for this API key"),
+            (f"key:{kid}:tok", token_cost, state.key.tokens_per_minute or default.tokens_per_minute,
+             "tokens per minute for this API key"),
+        ]
     route = state.release.route
-    checks += [(f"route:{route}:req", 1, route_limit.requests_per_minute, "requests per minute for this route"),
-               (f"route:{route}:tok", estimate, route_limit.tokens_per_minute, "tokens per minute for this route")]
-    for bucket, cost, limit, what in checks:
-        if not limit:
-            continue
-        decision = rt.rate_limiter.acquire(bucket, cost=cost, per_minute=limit)
-        if not decision.allowed:
-            wait = retry_after_header(decision.retry_after_s)
-            raise RateLimited(
-                f"Rate limit reached: {limit} {what}. Retry after {wait} s, or ask an admin for a higher limit.",
-                headers={"retry-after": wait},
-            )
+    candidates += [
+        (f"route:{route}:req", prompt_cost, route_limit.requests_per_minute, "requests per minute for this route"),
+        (f"route:{route}:tok", token_cost, route_limit.tokens_per_minute, "tokens per minute for this route"),
+    ]
+    return [Charge(bucket, cost, limit, what) for bucket, cost, limit, what in candidates if limit]
+
+
+def _check_rate_limits(state: RequestState, rt: Runtime) -> None:
+    assert state.chat is not None
+    decision = rt.rate_limiter.acquire_all(
+        _limits(state, rt, prompt_cost=1, token_cost=_estimate_prompt_tokens(state.chat))
+    )
+    if not decision.allowed:
+        refused = decision.refused_by
+        assert refused is not None
+        wait = retry_after_header(decision.retry_after_s)
+        raise RateLimited(
+            f"Rate limit reached: {refused.per_minute} {refused.what}. Retry after {wait} s, "
+            "or ask an admin for a higher limit.",
+            headers={"retry-after": wait},
+        )
 
 
 def _charge_tokens(state: RequestState, rt: Runtime) -> None:
@@ -199,14 +204,9 @@ def _charge_tokens(state: RequestState, rt: Runtime) -> None:
     if state.chat is None or state.release is None:
         return
     extra = state.prompt_tokens + state.completion_tokens - _estimate_prompt_tokens(state.chat)
-    default = rt.config.server.default_key_rate_limit
-    if state.key is not None:
-        tpm = state.key.tokens_per_minute or default.tokens_per_minute
-        if tpm:
-            rt.rate_limiter.charge(f"key:{state.key.key_id}:tok", cost=extra, per_minute=tpm)
-    route_tpm = rt.config.routes[state.release.route].rate_limit.tokens_per_minute
-    if route_tpm:
-        rt.rate_limiter.charge(f"route:{state.release.route}:tok", cost=extra, per_minute=route_tpm)
+    if extra > 0:
+        token_charges = [c for c in _limits(state, rt, prompt_cost=0, token_cost=extra) if c.bucket.endswith(":tok")]
+        rt.rate_limiter.charge_all(token_charges)
 
 
 def _estimate_prompt_tokens(chat: ChatRequest) -> int:

@@ -2,6 +2,7 @@
 
 Unknown fields are accepted and ignored (SDKs add new ones all the time); values Lockgate cannot
 honour (n > 1, image parts) are refused with a message that says so, rather than silently dropped.
+Types are strict, as OpenAI's are: `"max_tokens": "10"` is a 400, not a quiet conversion.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ from lockgate.errors import InvalidRequest
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     include_usage: bool = False
 
 
 class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
@@ -38,17 +39,19 @@ class Message(BaseModel):
             return self.content
         parts = []
         for part in self.content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            if part.get("type") != "text":
                 raise InvalidRequest(
                     f"Content parts of type '{part.get('type')}' are not supported; send text parts only.",
                     param="messages",
                 )
+            if not isinstance(part.get("text"), str):
+                raise InvalidRequest("A text content part needs a string `text`.", param="messages")
             parts.append(part["text"])
         return "".join(parts)
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
     stream: bool = False

@@ -24,9 +24,18 @@ WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
+class Charge:
+    bucket: str
+    cost: float
+    per_minute: int
+    what: str = ""  # for people: "requests per minute for this API key"
+
+
+@dataclass(frozen=True)
 class Decision:
     allowed: bool
     retry_after_s: float = 0.0
+    refused_by: Charge | None = None
 
 
 class RateLimiter:
@@ -40,7 +49,7 @@ class RateLimiter:
         if conn is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             # Limits are soft state: losing the last decisions in a power cut is harmless.
             conn.execute("PRAGMA synchronous=OFF")
             conn.execute("CREATE TABLE IF NOT EXISTS gcra (bucket TEXT PRIMARY KEY, tat REAL NOT NULL)")
@@ -48,38 +57,64 @@ class RateLimiter:
         return conn
 
     def acquire(self, bucket: str, *, cost: float, per_minute: int) -> Decision:
-        """Takes `cost` from the bucket if the limit allows it; otherwise says when to retry."""
-        interval = WINDOW_S / per_minute
+        """Takes `cost` from one bucket if its limit allows it; otherwise says when to retry."""
+        return self.acquire_all([Charge(bucket, cost, per_minute)])
+
+    def acquire_all(self, charges: list[Charge]) -> Decision:
+        """All or nothing: takes every charge if every limit allows it, none otherwise.
+
+        One transaction for all of a request's buckets (key and route, requests and tokens), so a
+        request refused by one limit costs nothing against the others.
+        """
         conn = self._conn()
         now = self._clock()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT tat FROM gcra WHERE bucket = ?", (bucket,)).fetchone()
-            tat = max(row[0] if row else now, now)
-            new_tat = tat + cost * interval
-            if new_tat - now > WINDOW_S:
-                conn.execute("COMMIT")
-                # Allowed again once the TAT has fallen back to within the window.
-                return Decision(False, retry_after_s=new_tat - now - WINDOW_S)
-            conn.execute("INSERT OR REPLACE INTO gcra (bucket, tat) VALUES (?, ?)", (bucket, new_tat))
+            updates = []
+            for charge in charges:
+                interval = WINDOW_S / charge.per_minute
+                row = conn.execute("SELECT tat FROM gcra WHERE bucket = ?", (charge.bucket,)).fetchone()
+                new_tat = max(row[0] if row else now, now) + charge.cost * interval
+                if new_tat - now > WINDOW_S:
+                    conn.execute("ROLLBACK")
+                    # Allowed again once the TAT has fallen back to within the window.
+                    return Decision(False, retry_after_s=new_tat - now - WINDOW_S, refused_by=charge)
+                updates.append((charge.bucket, new_tat))
+            conn.executemany("INSERT OR REPLACE INTO gcra (bucket, tat) VALUES (?, ?)", updates)
             conn.execute("COMMIT")
             return Decision(True)
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
-    def charge(self, bucket: str, *, cost: float, per_minute: int) -> None:
-        """Adds a cost known only afterwards (tokens generated); may push the bucket into debt."""
-        if cost <= 0:
-            return
-        interval = WINDOW_S / per_minute
-        conn = self._conn()
+    def charge_all(self, charges: list[Charge]) -> None:
+        """Adds costs known only afterwards (tokens generated); may push buckets into debt."""
         now = self._clock()
-        conn.execute(
-            "INSERT INTO gcra (bucket, tat) VALUES (?, ?) "
-            "ON CONFLICT (bucket) DO UPDATE SET tat = MAX(tat, ?) + ?",
-            (bucket, now + cost * interval, now, cost * interval),
-        )
+        rows = []
+        for charge in charges:
+            if charge.cost > 0:
+                step = charge.cost * WINDOW_S / charge.per_minute
+                rows.append((charge.bucket, now + step, now, step))
+        if rows:
+            self._conn().executemany(
+                "INSERT INTO gcra (bucket, tat) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET tat = MAX(tat, ?) + ?",
+                rows,
+            )
+
+
+def _enable_wal(conn: sqlite3.Connection, *, attempts: int = 200) -> None:
+    """Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at
+    once (no busy wait) when another worker is switching it at the same moment: the first requests
+    of freshly started workers. So retry briefly; once the file is in WAL mode this is a no-op."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.005)
 
 
 def retry_after_header(seconds: float) -> str:
