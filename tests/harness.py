@@ -23,13 +23,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_cli(*args: str, data_dir: Path, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, data_dir: Path, config: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     cmd = [*LOCKGATE, "--data-dir", str(data_dir)]
     if config is not None:
         cmd += ["--config", str(config)]
     result = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
-        raise AssertionError(f"lockgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"lockgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from lockgate.config import ConfigError, load_config, load_default_config
 from lockgate.config.loader import parse_config
-from lockgate.store import SqliteStore
 from lockgate.gateway.runtime import register_releases
+from lockgate.store import SqliteStore
 from tests.harness import LOCKGATE, free_port
 
 GOOD = """\
