@@ -68,3 +68,16 @@ def test_state_is_shared_through_the_file_by_separate_limiters(tmp_path: Path, c
     assert a.acquire("k", cost=1, per_minute=2).allowed
     assert b.acquire("k", cost=1, per_minute=2).allowed
     assert not a.acquire("k", cost=1, per_minute=2).allowed
+
+
+def test_a_broken_limiter_file_lets_requests_through_and_counts_it(tmp_path: Path):
+    """The limiter protects capacity; its own failure must not take the gateway down with it."""
+    from lockgate.observe.metrics import RATELIMIT_ERRORS
+
+    path = tmp_path / "rl.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    before = RATELIMIT_ERRORS._value.get()
+    limiter = RateLimiter(path)
+    assert limiter.acquire_all([Charge("k", 1, 1)]).allowed
+    limiter.charge_all([Charge("k", 5, 1)])
+    assert RATELIMIT_ERRORS._value.get() == before + 2

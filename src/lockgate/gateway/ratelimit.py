@@ -8,10 +8,16 @@ allowance may be spent in a burst and refills smoothly.
 The state lives in a small SQLite file beside the data (not in the main database), updated in one
 IMMEDIATE transaction per decision, so several worker processes enforce one limit together. Each
 decision costs tens of microseconds and never waits on the network.
+
+If the limiter's own file fails (disk full, corrupted, locked beyond a short wait), requests are
+let through rather than refused: limits protect capacity, and an outage of the limiter must not
+become an outage of the gateway. Each such failure is logged and counted
+(`lockgate_ratelimit_errors_total`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import threading
@@ -21,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WINDOW_S = 60.0
+BUSY_TIMEOUT_S = 0.5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,8 @@ class RateLimiter:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
+            # A short busy wait: transactions here last microseconds, and this runs on the event loop.
+            conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             _enable_wal(conn)
             # Limits are soft state: losing the last decisions in a power cut is harmless.
             conn.execute("PRAGMA synchronous=OFF")
@@ -66,6 +76,32 @@ class RateLimiter:
         One transaction for all of a request's buckets (key and route, requests and tokens), so a
         request refused by one limit costs nothing against the others.
         """
+        try:
+            return self._acquire_all(charges)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            return Decision(True)
+
+    def charge_all(self, charges: list[Charge]) -> None:
+        """Adds costs known only afterwards (tokens generated); may push buckets into debt."""
+        try:
+            self._charge_all(charges)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        from lockgate.observe.metrics import RATELIMIT_ERRORS
+
+        RATELIMIT_ERRORS.inc()
+        log.warning("rate limiter unavailable, letting the request through: %s", exc)
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def _acquire_all(self, charges: list[Charge]) -> Decision:
+        if not charges:
+            return Decision(True)
         conn = self._conn()
         now = self._clock()
         conn.execute("BEGIN IMMEDIATE")
@@ -88,8 +124,7 @@ class RateLimiter:
                 conn.execute("ROLLBACK")
             raise
 
-    def charge_all(self, charges: list[Charge]) -> None:
-        """Adds costs known only afterwards (tokens generated); may push buckets into debt."""
+    def _charge_all(self, charges: list[Charge]) -> None:
         now = self._clock()
         rows = []
         for charge in charges:

@@ -47,6 +47,22 @@ class TraceJournal:
         self.store_healthy = True
         self.loaded_total = 0
         spool_dir.mkdir(parents=True, exist_ok=True)
+        self._adopt_predecessor_segments()
+
+    def _adopt_predecessor_segments(self) -> None:
+        """Pids repeat (a restarted container gives its workers the pids the killed ones had), so
+        segments bearing this pid before it wrote anything are a dead predecessor's: seal the ones it
+        left open or half-loaded, and number new segments after its, so no file is ever overwritten."""
+        for path in self.spool_dir.glob(f"trace-{self._pid}-*"):
+            seq = path.name.split(".")[0].rsplit("-", 1)[-1]
+            if seq.isdigit():
+                self._seq = max(self._seq, int(seq))
+        for path in self.spool_dir.glob("trace-*"):
+            if path.suffix != ".sealed" and _owner_pid(path) == self._pid:
+                try:
+                    path.rename(path.with_name(path.name.split(".")[0] + ".sealed"))
+                except FileNotFoundError:
+                    continue
 
     # -- the request path -----------------------------------------------------------------------
 
@@ -87,6 +103,7 @@ class TraceJournal:
         backoff = self._flush_interval_s
         while not self._stop.wait(backoff):
             try:
+                self.recover_orphans()  # not only at start: processes die while this one runs
                 self.flush()
                 backoff = self._flush_interval_s
             except StoreUnavailable as exc:
@@ -185,5 +202,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process stays a zombie until it is reaped (for a while under a slow init, forever under
+    # none), and kill(pid, 0) still finds it. A zombie writes nothing more: its segments are orphans.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no /proc (not Linux) or it just went away: the next pass will tell
+    return stat.rsplit(b")", 1)[-1].split()[:1] != [b"Z"]
 

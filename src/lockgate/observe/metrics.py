@@ -45,6 +45,9 @@ CIRCUIT_STATE = Gauge(
     "lockgate_circuit_state", "Circuit breaker per backend: 0 closed, 1 half-open, 2 open.", ["backend"],
     multiprocess_mode="max",
 )
+RATELIMIT_ERRORS = Counter(
+    "lockgate_ratelimit_errors_total", "Rate-limit decisions that failed and let the request through."
+)
 TRACE_SPOOL_SEGMENTS = Gauge(
     "lockgate_trace_spool_segments", "Trace journal segments not yet in the store.", multiprocess_mode="max"
 )
