@@ -89,6 +89,22 @@ class Gateway:
             time.sleep(0.1)
         raise AssertionError(f"gateway not ready on {path} after {timeout_s}s:\n{self.logs()}")
 
+    def trace(self, request_id: str, wait_s: float = 3.0) -> dict:
+        """The request's trace from the store, waiting for the journal to flush it."""
+        import json
+        import sqlite3
+
+        db = self.data_dir / "lockgate.sqlite3"
+        deadline = time.monotonic() + wait_s
+        while True:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                row = conn.execute("SELECT body FROM traces WHERE trace_id = ?", (request_id,)).fetchone()
+            if row is not None:
+                return json.loads(row[0])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no trace {request_id} after {wait_s}s:\n{self.logs()[-3000:]}")
+            time.sleep(0.05)
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 

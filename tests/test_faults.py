@@ -12,7 +12,6 @@ breaker itself is tested on a gateway of its own.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,17 +108,7 @@ def chat(gw: Gateway, key: str, route: str, *, stream: bool = False,
 
 
 def trace_of(gw: Gateway, request_id: str, wait_s: float = 3.0) -> dict[str, Any]:
-    """The request's trace from the store, waiting for the journal to flush it."""
-    db = gw.data_dir / "lockgate.sqlite3"
-    deadline = time.monotonic() + wait_s
-    while True:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            row = conn.execute("SELECT body FROM traces WHERE trace_id = ?", (request_id,)).fetchone()
-        if row is not None:
-            return json.loads(row[0])
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no trace {request_id} after {wait_s}s:\n{gw.logs()[-3000:]}")
-        time.sleep(0.05)
+    return gw.trace(request_id, wait_s)
 
 
 def attempts(trace: dict[str, Any]) -> list[tuple[str, int, int, str]]:

@@ -1,12 +1,18 @@
-"""An OpenAI-compatible HTTP endpoint as a backend (OpenAI, vLLM, Ollama, llama.cpp server, TGI)."""
+"""An OpenAI-compatible HTTP endpoint as a backend (OpenAI, vLLM, Ollama, llama.cpp server, TGI).
+
+The client is aiohttp: its connection pool hands out a keep-alive connection in constant time,
+where httpx's pool scans every connection on every request, which dominated the gateway's profile
+at a few hundred requests per second (bench/results/overhead.md).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from lockgate.backends.base import BackendCall, BackendFailure, Completion, StreamDelta
@@ -25,15 +31,18 @@ class HttpBackend:
             headers["authorization"] = f"Bearer {os.environ[config.api_key_env]}"
         headers["content-type"] = "application/json"
         self._headers = headers
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-            ),
-            # Upstream answers are never followed elsewhere, and proxies from the environment would
-            # silently reroute local endpoints.
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._max_connections = config.max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the worker's event loop (a session belongs to one loop).
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30, ttl_dns_cache=300)
+            # Proxies from the environment are ignored: they would silently reroute local endpoints.
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, trust_env=False, auto_decompress=True
+            )
+        return self._session
 
     async def start(self) -> None:
         return None
@@ -42,7 +51,8 @@ class HttpBackend:
         return True
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def _payload(self, call: BackendCall, *, stream: bool) -> bytes:
         body: dict[str, Any] = {"model": call.model, "messages": call.messages}
@@ -56,22 +66,18 @@ class HttpBackend:
         return orjson.dumps(body)
 
     async def complete(self, call: BackendCall, *, timeout_s: float) -> Completion:
-        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(CONNECT_TIMEOUT_S, timeout_s))
         try:
-            response = await self._client.post(
-                self._url, content=self._payload(call, stream=False), headers=self._headers, timeout=timeout
-            )
-        except httpx.ConnectError as exc:
-            raise BackendFailure("connect", f"cannot connect to {self.name}: {exc}", retryable=True) from exc
-        except httpx.TimeoutException as exc:
-            raise BackendFailure("timeout", f"{self.name} did not answer in {timeout_s:.1f}s", retryable=True) from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise BackendFailure("stream_cut", f"{self.name} closed the connection: {exc}", retryable=True) from exc
-        except httpx.HTTPError as exc:
-            raise BackendFailure("connect", f"{self.name}: {exc}", retryable=True) from exc
-        _raise_for_status(self.name, response.status_code)
+            async with self._client().post(self._url, data=self._payload(call, stream=False), timeout=timeout,
+                                           allow_redirects=False) as response:
+                _raise_for_status(self.name, response.status)
+                raw = await response.read()
+        except BackendFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every transport failure becomes a typed BackendFailure
+            raise _transport_failure(self.name, exc, timeout_s, first_token=False) from exc
         try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(raw)
             choice = data["choices"][0]
             usage = data.get("usage") or {}
             return Completion(
@@ -85,33 +91,46 @@ class HttpBackend:
             raise BackendFailure("malformed", f"{self.name} sent a malformed response", retryable=True) from exc
 
     async def stream(self, call: BackendCall, *, first_token_timeout_s: float) -> AsyncIterator[StreamDelta]:
-        # The read timeout bounds the wait for each piece; the caller bounds the whole stream.
-        timeout = httpx.Timeout(first_token_timeout_s, connect=min(CONNECT_TIMEOUT_S, first_token_timeout_s))
-        request = self._client.build_request(
-            "POST", self._url, content=self._payload(call, stream=True), headers=self._headers, timeout=timeout
+        # sock_read bounds the wait for each piece (the first one included); the caller bounds the whole.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_read=first_token_timeout_s, sock_connect=min(CONNECT_TIMEOUT_S, first_token_timeout_s)
         )
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.ConnectError as exc:
-            raise BackendFailure("connect", f"cannot connect to {self.name}: {exc}", retryable=True) from exc
-        except httpx.TimeoutException as exc:
-            raise BackendFailure(
-                "first_token_timeout", f"{self.name} sent nothing in {first_token_timeout_s:.1f}s", retryable=True
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise BackendFailure("connect", f"{self.name}: {exc}", retryable=True) from exc
+            response = await self._client().post(
+                self._url, data=self._payload(call, stream=True), timeout=timeout, allow_redirects=False
+            )
+        except Exception as exc:  # noqa: BLE001 - typed below
+            raise _transport_failure(self.name, exc, first_token_timeout_s, first_token=True) from exc
         try:
-            if response.status_code >= 400:
-                await response.aread()
-            _raise_for_status(self.name, response.status_code)
-            async for delta in _parse_sse(self.name, response.aiter_lines()):
+            _raise_for_status(self.name, response.status)
+            async for delta in _parse_sse(self.name, _lines(response)):
                 yield delta
-        except httpx.TimeoutException as exc:
-            raise BackendFailure("timeout", f"{self.name} stalled mid-stream", retryable=True) from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise BackendFailure("stream_cut", f"{self.name} cut the stream: {exc}", retryable=True) from exc
+        except BackendFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - typed below
+            failure = _transport_failure(self.name, exc, first_token_timeout_s, first_token=False)
+            if failure.kind == "timeout":
+                failure = BackendFailure("timeout", f"{self.name} stalled mid-stream", retryable=True)
+            raise failure from exc
         finally:
-            await response.aclose()
+            response.release()
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    async for raw in response.content:
+        yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _transport_failure(name: str, exc: BaseException, timeout_s: float, *, first_token: bool) -> BackendFailure:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return BackendFailure("connect", f"cannot connect to {name}: {exc.os_error or exc}", retryable=True)
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        if first_token:
+            return BackendFailure("first_token_timeout", f"{name} sent nothing in {timeout_s:.1f}s", retryable=True)
+        return BackendFailure("timeout", f"{name} did not answer in {timeout_s:.1f}s", retryable=True)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError)):
+        return BackendFailure("stream_cut", f"{name} closed the connection: {exc}", retryable=True)
+    return BackendFailure("connect", f"{name}: {type(exc).__name__}: {exc}", retryable=True)
 
 
 def _raise_for_status(name: str, status: int) -> None:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lockgate.guards.policy import DEFAULT_POLICY, GuardPolicy
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
@@ -107,7 +109,9 @@ class ReleaseSpec(Strict):
     fallbacks: list[Fallback] = Field(default_factory=list)
     output_schema: dict[str, Any] | None = None
     retrieval: dict[str, Any] | None = None
-    guards: dict[str, Any] | None = None
+    guards: GuardPolicy | None = Field(
+        default=None, description="Input and output guards; None applies the default policy."
+    )
     description: str | None = Field(default=None, description="Notes for people; not part of the hash.")
 
     @model_validator(mode="after")
@@ -116,9 +120,15 @@ class ReleaseSpec(Strict):
             raise ValueError("prompt_template must contain `{input}` where the user's message goes")
         return self
 
+    def effective_guards(self) -> GuardPolicy:
+        return self.guards if self.guards is not None else DEFAULT_POLICY
+
     def content(self) -> dict[str, Any]:
-        """The hashed content: every field that can change an answer, and nothing else."""
-        return self.model_dump(mode="json", exclude={"description"})
+        """The hashed content: every field that can change an answer, and nothing else. The guard
+        policy is the effective one, so a change of the built-in default is a new release too."""
+        content = self.model_dump(mode="json", exclude={"description"})
+        content["guards"] = self.effective_guards().model_dump(mode="json", exclude_none=True)
+        return content
 
     def content_hash(self) -> str:
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

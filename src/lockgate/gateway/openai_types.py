@@ -50,6 +50,13 @@ class Message(BaseModel):
         return "".join(parts)
 
 
+class LockgateExtension(BaseModel):
+    """Lockgate's own request fields, under `lockgate` so they never clash with OpenAI's."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    context: list[str] | None = Field(default=None, description="Grounding context for the answer.")
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     model: str = Field(min_length=1)
@@ -65,6 +72,7 @@ class ChatRequest(BaseModel):
     user: str | None = Field(default=None, max_length=256)
     response_format: ResponseFormat | None = None
     n: int | None = Field(default=None, ge=1, le=1)
+    lockgate: LockgateExtension | None = None
 
     @field_validator("stop")
     @classmethod

@@ -45,6 +45,14 @@ CIRCUIT_STATE = Gauge(
     "lockgate_circuit_state", "Circuit breaker per backend: 0 closed, 1 half-open, 2 open.", ["backend"],
     multiprocess_mode="max",
 )
+GUARD_VERDICTS = Counter(
+    "lockgate_guard_verdicts_total", "Guard verdicts by stage, guard and action.",
+    ["route", "release", "stage", "guard", "action"],
+)
+GUARD_DURATION = Histogram(
+    "lockgate_guard_duration_seconds", "Time spent in guards per request and stage.", ["route", "release", "stage"],
+    buckets=OVERHEAD_BUCKETS,
+)
 RATELIMIT_ERRORS = Counter(
     "lockgate_ratelimit_errors_total", "Rate-limit decisions that failed and let the request through."
 )
