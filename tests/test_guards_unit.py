@@ -266,3 +266,12 @@ def test_a_long_sentence_is_released_before_its_end_but_keeps_a_tail_back():
     guard = StreamGuard(guards, CTX, max_pending_chars=100)
     first = guard.feed("word " * 40)
     assert first and len(first) <= 200 - 64 and first.endswith(" ")
+
+
+def test_a_long_sentence_is_never_cut_inside_a_placeholder():
+    guards = GuardSet(GuardPolicy(output=[GuardRule(guard="secrets", action="redact")]))
+    guard = StreamGuard(guards, CTX, max_pending_chars=100)
+    # The release point (64 characters before the end) falls inside the spaced placeholder.
+    text = "word " * 30 + "< EMAIL_1 >" + " tail" * 11 + "tai"
+    first = guard.feed(text)
+    assert first == "word " * 30

@@ -79,6 +79,9 @@ class StreamGuard:
             # A very long sentence: release up to a space well before the end, keeping a tail back
             # so a value being generated (a number, an address) is not cut in half.
             space = pending.rfind(" ", 0, len(pending) - TAIL_KEPT_CHARS)
+            opening = pending.rfind("<", 0, space)
+            if opening >= 0 and ">" not in pending[opening:space]:
+                space = pending.rfind(" ", 0, opening)  # never split a placeholder like "< EMAIL_1 >"
             if space > 0:
                 return self._cut + space + 1
         return self._cut
