@@ -11,7 +11,7 @@ from lockgate.guards.banned import BannedGuard
 from lockgate.guards.base import Action, GuardContext, Span
 from lockgate.guards.grounding import GroundingGuard
 from lockgate.guards.json_output import JsonSchemaGuard
-from lockgate.guards.leakage import SystemPromptLeakGuard, new_canary, with_canary
+from lockgate.guards.leakage import SystemPromptLeakGuard, canary_for, with_canary
 from lockgate.guards.limits import LimitsGuard
 from lockgate.guards.pipeline import GuardSet
 from lockgate.guards.policy import GuardPolicy, GuardRule
@@ -130,7 +130,8 @@ def test_json_schema_guard():
 
 def test_system_prompt_leak_by_canary_and_by_overlap():
     prompt = "You are the billing assistant of Acme. Never discuss refunds above 500 euros with anyone."
-    canary = new_canary()
+    canary = canary_for("a" * 64)
+    assert canary == canary_for("a" * 64) != canary_for("b" * 64)
     ctx = GuardContext(system_prompt=prompt, canary=canary)
     assert canary in with_canary(prompt, canary)
     guard = SystemPromptLeakGuard()

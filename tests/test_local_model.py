@@ -114,6 +114,8 @@ routes:
         backend: gemma3
         model: gemma-3-270m
         system_prompt: You are a helpful assistant. Answer briefly.
+        # This test is about the template and the model, not the guards.
+        guards: {{input: [], output: []}}
         # The packaged checkpoint is the pretrained model: greedy decoding parrots the prompt, light
         # sampling answers. Seeded, so the answer is the same on every run.
         params: {json.dumps(v2.params.model_dump(exclude_none=True) | {"temperature": 0.2, "seed": 1})}

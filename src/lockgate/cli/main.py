@@ -84,7 +84,15 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
+    # The supervisor loads every worker's journaled traces into the store, off the workers' interpreters.
+    from lockgate.observe.journal import TraceJournal
+
+    loader = TraceJournal(settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s)
+    loader.start()
+    try:
+        uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
+    finally:
+        loader.stop()  # the workers sealed their segments on the way out; load them now
 
 
 # -- keys ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from lockgate.backends.base import BackendCall, BackendFailure, StreamDelta
+from lockgate.backends.base import BackendCall, BackendFailure, Completion, StreamDelta
 from lockgate.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -29,12 +29,15 @@ from lockgate.errors import (
     RateLimited,
     RouteNotFound,
 )
-from lockgate.gateway import responses
+from lockgate.gateway import guarding, responses
 from lockgate.gateway.headers import request_id_from
 from lockgate.gateway.openai_types import ChatRequest, parse_chat_request
 from lockgate.gateway.ratelimit import Charge, retry_after_header
 from lockgate.gateway.resilience import CallLog
 from lockgate.gateway.runtime import Runtime, ServingRelease
+from lockgate.guards.base import Action
+from lockgate.guards.leakage import with_canary
+from lockgate.guards.streaming import StreamGuard
 from lockgate.observe import metrics
 from lockgate.store import ApiKeyRecord
 
@@ -57,6 +60,7 @@ class RequestState:
     finish_reason: str | None = None
     ttft_ms: float | None = None
     output: str | None = None
+    guarded: guarding.GuardedRequest | None = None
 
     @property
     def route(self) -> str | None:
@@ -71,6 +75,8 @@ class RequestState:
     def headers(self) -> dict[str, str]:
         h = {"x-request-id": self.request_id, "x-lockgate-overhead-ms": f"{self.overhead_ms():.3f}"}
         h["x-lockgate-release"] = self.release.release_id if self.release else "none"
+        if self.guarded is not None:
+            h[guarding.GUARD_ACTION_HEADER] = guarding.combined_action(self.guarded).value
         return h
 
 
@@ -84,27 +90,55 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
         state.chat = parse_chat_request(body)
         state.release = _choose_release(state.chat, state.key, rt)
         _check_rate_limits(state, rt)
-        call = _backend_call(state.release, state.chat)
+        release = state.release
+        guarded = state.guarded = guarding.guard_input(
+            rt.guards_for(release), release.spec, release.record.content_hash, state.chat
+        )
+        if request.headers.get(guarding.DRY_RUN_HEADER) == "guards":
+            return _dry_run(state, rt)
+        refusal = guarding.input_refusal(guarded.input)
+        if refusal is not None:
+            raise refusal
+        call = _backend_call(release, state.chat, guarded)
         if state.chat.stream:
             return await _stream(state, call, rt)
-        completion = await rt.caller.complete(state.release.spec, call, state.log)
+        completion = await rt.caller.complete(release.spec, call, state.log)
+        answer = await guarding.guard_answer(
+            guarded, release.spec, completion, lambda: rt.caller.complete(release.spec, call, state.log)
+        )
     except LockgateError as exc:
         return _error_response(state, exc, rt)
+    completion = answer.completion
     state.prompt_tokens, state.completion_tokens = completion.prompt_tokens, completion.completion_tokens
-    state.finish_reason = responses.normalise_finish_reason(completion.finish_reason)
-    state.output = completion.text
+    state.finish_reason = responses.normalise_finish_reason(answer.finish_reason)
+    state.output = answer.text
     body = orjson.dumps(
         responses.completion_body(
-            completion_id=f"chatcmpl-{state.request_id}", created=state.created, model=state.release.route,
-            text=completion.text, finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
+            completion_id=f"chatcmpl-{state.request_id}", created=state.created, model=release.route,
+            text=answer.text, finish_reason=state.finish_reason, prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
         )
     )
     _charge_tokens(state, rt)
-    outcome = "fallback" if state.log.fallback_used else "ok"
     headers = state.headers()
-    _record(state, rt, status=200, outcome=outcome)
+    _record(state, rt, status=200, outcome=_outcome(state))
     return Response(body, status_code=200, media_type=JSON, headers=headers)
+
+
+def _outcome(state: RequestState) -> str:
+    """ok, fallback (a fallback link answered), or guarded (an output guard withheld or replaced it)."""
+    if state.guarded is not None and state.guarded.output is not None and state.guarded.output.stops:
+        return "guarded"
+    return "fallback" if state.log.fallback_used else "ok"
+
+
+def _dry_run(state: RequestState, rt: Runtime) -> Response:
+    """Input guards only: the verdicts, the combined action, and no backend call."""
+    assert state.guarded is not None
+    headers = state.headers()
+    headers[guarding.GUARD_ACTION_HEADER] = state.guarded.input.action.value
+    _record(state, rt, status=200, outcome="dry_run")
+    return Response(orjson.dumps(guarding.dry_run_body(state.guarded)), media_type=JSON, headers=headers)
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -215,12 +249,14 @@ def _estimate_prompt_tokens(chat: ChatRequest) -> int:
     return max(1, math.ceil(chars / 4))
 
 
-def _backend_call(release: ServingRelease, chat: ChatRequest) -> BackendCall:
+def _backend_call(release: ServingRelease, chat: ChatRequest, guarded: guarding.GuardedRequest) -> BackendCall:
     spec = release.spec
     messages: list[dict[str, Any]] = []
     if spec.system_prompt:
-        messages.append({"role": "system", "content": spec.system_prompt})
-    texts = [(m.role, m.text()) for m in chat.messages]
+        canary = guarded.context.canary
+        messages.append({"role": "system", "content": with_canary(spec.system_prompt, canary) if canary
+                         else spec.system_prompt})
+    texts = [(m["role"], m["content"]) for m in guarded.messages]
     last_user = max((i for i, (role, _) in enumerate(texts) if role == "user"), default=None)
     for i, (role, text) in enumerate(texts):
         if role == "developer":
@@ -258,30 +294,56 @@ async def _stream(state: RequestState, call: BackendCall, rt: Runtime) -> Respon
     headers["cache-control"] = "no-cache"
     headers["x-accel-buffering"] = "no"  # tell nginx-like proxies not to buffer the stream
     return StreamingResponse(
-        _sse(state, first, rest, deadline, rt), media_type="text/event-stream", headers=headers
+        _sse(state, first, rest, deadline, call, rt), media_type="text/event-stream", headers=headers
     )
 
 
 async def _sse(
-    state: RequestState, first: StreamDelta, rest: AsyncIterator[StreamDelta], deadline: float, rt: Runtime
+    state: RequestState,
+    first: StreamDelta,
+    rest: AsyncIterator[StreamDelta],
+    deadline: float,
+    call: BackendCall,
+    rt: Runtime,
 ) -> AsyncIterator[bytes]:
     assert state.release is not None and state.chat is not None
     cid, model, created = f"chatcmpl-{state.request_id}", state.release.route, state.created
     include_usage = bool(state.chat.stream_options and state.chat.stream_options.include_usage)
-    pieces: list[str] = []
+    guarded = state.guarded
+    assert guarded is not None
+    guard = StreamGuard(guarded.guards, guarded.context, guarded.placeholders) if guarded.guards.has_output_guards \
+        else None
+    pieces: list[str] = []  # what the client received
     status, outcome = 200, "fallback" if state.log.fallback_used else "ok"
     completed = False
+
+    def event(text: str) -> bytes:
+        pieces.append(text)
+        return responses.chunk_event(completion_id=cid, created=created, model=model, delta={"content": text})
+
     try:
         yield responses.chunk_event(completion_id=cid, created=created, model=model,
                                     delta={"role": "assistant", "content": ""})
         delta: StreamDelta | None = first
         while delta is not None:
             # Read to the end even after finish_reason: usage arrives in a chunk of its own.
-            _absorb(state, delta, pieces)
-            if delta.text:
-                yield responses.chunk_event(completion_id=cid, created=created, model=model,
-                                            delta={"content": delta.text})
+            _absorb(state, delta)
+            released = guard.feed(delta.text) if guard is not None else delta.text
+            if released:
+                yield event(released)
+            if guard is not None and guard.tripped:
+                break  # nothing more of this answer will be sent; stop generating it
             delta = await _next_before(rest, deadline)
+        if guard is not None:
+            tail = guard.finish()
+            if tail:
+                yield event(tail)
+            guarded.output = guard.result
+            if guard.tripped:
+                replacement = await _replace_stopped_stream(state, guard, call, rt)
+                if replacement:
+                    yield event(replacement)
+                outcome = _outcome(state)
         state.finish_reason = responses.normalise_finish_reason(state.finish_reason)
         yield responses.chunk_event(completion_id=cid, created=created, model=model, delta={},
                                     finish_reason=state.finish_reason)
@@ -292,6 +354,12 @@ async def _sse(
     except BackendFailure as failure:
         rt.caller.record_stream_failure(state.log.served_by or "", failure, state.log)
         status, outcome = 502, "stream_error"
+        if guard is not None:
+            # What was generated before the break is judged and sent, as an unguarded stream would have.
+            tail = guard.finish()
+            guarded.output = guard.result
+            if tail:
+                yield event(tail)
         yield responses.error_event(
             {"error": {"message": f"The model backend failed mid-stream ({failure.message}); the answer above "
                                   "is incomplete. Retry the request.", "type": "upstream_error",
@@ -322,9 +390,25 @@ async def _next_before(stream: AsyncIterator[StreamDelta], deadline: float) -> S
         raise BackendFailure("timeout", "the release's total timeout passed mid-stream", retryable=False) from None
 
 
-def _absorb(state: RequestState, delta: StreamDelta, pieces: list[str]) -> None:
-    if delta.text:
-        pieces.append(delta.text)
+async def _replace_stopped_stream(state: RequestState, guard: StreamGuard, call: BackendCall, rt: Runtime) -> str:
+    """What follows when output guards stopped a stream: a regenerated or fallback answer if the
+    client has received nothing yet and the policy allows it, otherwise the withheld notice."""
+    guarded, release = state.guarded, state.release
+    assert guarded is not None and release is not None
+    result = guard.result
+    if result.action in (Action.REGENERATE, Action.FALLBACK) and not guard.released_text:
+        async def regenerate() -> Completion:
+            return await rt.caller.complete(release.spec, call, state.log)
+
+        completion = await regenerate() if result.action is Action.REGENERATE else Completion("", "stop", 0, 0, "")
+        answer = await guarding.guard_answer(guarded, release.spec, completion, regenerate)
+        state.finish_reason = answer.finish_reason
+        return answer.text
+    state.finish_reason = "content_filter"
+    return guarding.withheld_text(result)
+
+
+def _absorb(state: RequestState, delta: StreamDelta) -> None:
     if delta.finish_reason:
         state.finish_reason = delta.finish_reason
     if delta.prompt_tokens is not None:
@@ -350,6 +434,8 @@ def _error_response(state: RequestState, exc: LockgateError, rt: Runtime) -> Res
         400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "unknown_route",
         413: "too_large", 429: "rate_limited", 502: "upstream_error", 504: "upstream_timeout",
     }.get(exc.status, "error")
+    if exc.code in (guarding.GuardBlocked.code, guarding.GuardHeld.code):
+        outcome = exc.code
     headers = state.headers() | exc.headers
     _record(state, rt, status=exc.status, outcome=outcome, error=exc)
     return Response(orjson.dumps(exc.body()), status_code=exc.status, media_type=JSON, headers=headers)
@@ -384,6 +470,8 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
         "retries": state.log.retries,
         "attempts": [a.as_dict() for a in state.log.attempts],
     }
+    if state.guarded is not None:
+        trace.update(guarding.trace_fields(state.guarded))
     trace.update(_content(state, rt))
     rt.journal.append(trace)
 
@@ -403,6 +491,8 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
         metrics.FALLBACKS.labels(target=state.log.served_by or "none", **labels).inc()
     if state.log.retries:
         metrics.RETRIES.labels(**labels).inc(state.log.retries)
+    if state.guarded is not None:
+        guarding.record_metrics(state.guarded, labels)
     for attempt in state.log.attempts:
         if attempt.outcome != "ok":
             metrics.ATTEMPT_FAILURES.labels(backend=attempt.target, kind=attempt.outcome).inc()
@@ -416,14 +506,21 @@ def _content(state: RequestState, rt: Runtime) -> dict[str, Any]:
     mode = route.trace_content if route else "none"
     if mode == "none":
         return {"content_mode": "none"}
-    try:
-        prompt = [{"role": m.role, "content": m.text()} for m in state.chat.messages]
-    except InvalidRequest:
-        prompt = []
+    if state.guarded is not None:
+        # As the input guards left them: redacted values never reach the trace store.
+        prompt = state.guarded.messages
+    else:
+        try:
+            prompt = [{"role": m.role, "content": m.text()} for m in state.chat.messages]
+        except InvalidRequest:
+            prompt = []
     if mode == "hashed":
         return {"content_mode": "hashed", "prompt_sha256": _sha(orjson.dumps(prompt)),
                 "output_sha256": _sha((state.output or "").encode())}
-    return {"content_mode": "full", "prompt": prompt, "output": state.output}
+    output = state.output
+    if output and state.guarded is not None:
+        output = state.guarded.placeholders.redact_known(output)
+    return {"content_mode": "full", "prompt": prompt, "output": output}
 
 
 def _sha(data: bytes) -> str:

@@ -18,7 +18,7 @@ from lockgate.config.schema import ReleaseSpec, StaticFallback
 from lockgate.errors import InvalidRequest
 from lockgate.gateway.openai_types import ChatRequest
 from lockgate.guards.base import Action, GuardContext
-from lockgate.guards.leakage import new_canary
+from lockgate.guards.leakage import canary_for
 from lockgate.guards.pipeline import GuardResult, GuardSet
 from lockgate.guards.redaction import Placeholders
 from lockgate.observe import metrics
@@ -46,14 +46,14 @@ class GuardedRequest:
     regenerations: int = 0
 
 
-def guard_input(guards: GuardSet, spec: ReleaseSpec, chat: ChatRequest) -> GuardedRequest:
+def guard_input(guards: GuardSet, spec: ReleaseSpec, release_hash: str, chat: ChatRequest) -> GuardedRequest:
     messages = [{"role": m.role, "content": m.text()} for m in chat.messages]
     grounding = [m["content"] for m in messages if m["role"] in ("system", "developer", "tool") and m["content"]]
     if chat.lockgate and chat.lockgate.context:
         grounding += chat.lockgate.context
     context = GuardContext(
         system_prompt=spec.system_prompt,
-        canary=new_canary() if guards.plant_canary and spec.system_prompt else None,
+        canary=canary_for(release_hash) if guards.plant_canary and spec.system_prompt else None,
         grounding_context=grounding,
         output_schema=spec.output_schema,
     )

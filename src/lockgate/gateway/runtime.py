@@ -18,6 +18,7 @@ from lockgate.config.schema import HttpBackendConfig
 from lockgate.gateway.circuit import CircuitBreaker
 from lockgate.gateway.ratelimit import RateLimiter
 from lockgate.gateway.resilience import ReleaseCaller, chain_of
+from lockgate.guards.pipeline import GuardSet
 from lockgate.observe import metrics
 from lockgate.observe.journal import TraceJournal
 from lockgate.settings import Settings
@@ -60,7 +61,10 @@ class Runtime:
         self.store = store
         self.keys = KeyRing(store)
         self.rate_limiter = RateLimiter(settings.ratelimit_path)
-        self.journal = TraceJournal(settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s)
+        # With several workers the supervisor loads traces (`lockgate serve`); a lone worker does it itself.
+        self.journal = TraceJournal(
+            settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s, loads=workers == 1
+        )
         self.backends: dict[str, Backend] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         threads = default_threads(workers)
@@ -78,6 +82,9 @@ class Runtime:
         self.caller = ReleaseCaller(self.backends, self.breakers)
         self.registry = register_releases(config, store)
         self._tasks: list[asyncio.Task[Any]] = []
+        self._guard_sets: dict[str, GuardSet] = {}
+        for route_name in config.routes:
+            self.guards_for(self.serving_release(route_name))  # load guard models before traffic
 
     # -- lookups on the request path ------------------------------------------------------------
 
@@ -88,6 +95,14 @@ class Runtime:
         route = self.config.routes[route_name]
         label = route.serve
         return ServingRelease(route_name, label, route.releases[label], self.registry[route_name][label])
+
+    def guards_for(self, release: ServingRelease) -> GuardSet:
+        """Built once per release: guard objects hold compiled patterns and loaded models."""
+        guards = self._guard_sets.get(release.release_id)
+        if guards is None:
+            guards = GuardSet(release.spec.effective_guards(), output_schema=release.spec.output_schema)
+            self._guard_sets[release.release_id] = guards
+        return guards
 
     def serving_backends(self) -> Mapping[str, Backend]:
         """Backends the serving releases may call: these must be ready before traffic is welcome."""

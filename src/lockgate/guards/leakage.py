@@ -1,15 +1,15 @@
 """System-prompt leakage: a canary token planted in the system prompt, and fuzzy matching.
 
-The canary is a random token added to the system prompt of each request; it means nothing to the
-model, so it can only reach the answer if the model repeats its instructions. Paraphrased or
+The canary is a token added to the release's system prompt; it means nothing to the model, so it
+can only reach the answer if the model repeats its instructions. Paraphrased or
 partial leaks carry no canary, so the answer is also compared with the system prompt: the share of
 the prompt's word 4-grams that reappear in the answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-import secrets
 
 from lockgate.guards.base import Action, GuardContext, Span, Verdict
 
@@ -17,8 +17,11 @@ _WORD = re.compile(r"\w+")
 NGRAM = 4
 
 
-def new_canary() -> str:
-    return "lgc-" + secrets.token_hex(6)
+def canary_for(release_hash: str) -> str:
+    """One canary per release, derived from its content hash: a per-request random one would change
+    the prompt every time and break seeded, reproducible answers. It need not be secret: it is
+    meaningless to the model, and text that carries it can only come from the system prompt."""
+    return "lgc-" + hashlib.sha256(f"lockgate-canary:{release_hash}".encode()).hexdigest()[:12]
 
 
 def with_canary(system_prompt: str, canary: str) -> str:

@@ -32,7 +32,13 @@ MAX_BATCH = 2000
 
 
 class TraceJournal:
-    def __init__(self, spool_dir: Path, store: Store, *, flush_interval_s: float = 0.2) -> None:
+    def __init__(
+        self, spool_dir: Path, store: Store, *, flush_interval_s: float = 0.2, loads: bool = True
+    ) -> None:
+        """`loads=False` makes a writer that only seals its segments: with several worker processes
+        one loader in the supervisor does the loading, so the workers' interpreters spend no time
+        parsing segments and talking to the database."""
+        self.loads = loads
         self.spool_dir = spool_dir
         self._store = store
         self._flush_interval_s = flush_interval_s
@@ -96,14 +102,17 @@ class TraceJournal:
 
     def flush(self) -> None:
         self.seal()
-        self.load_sealed()
+        if self.loads:
+            self.load_sealed()
 
     def _run(self) -> None:
-        self.recover_orphans()
+        if self.loads:
+            self.recover_orphans()
         backoff = self._flush_interval_s
         while not self._stop.wait(backoff):
             try:
-                self.recover_orphans()  # not only at start: processes die while this one runs
+                if self.loads:
+                    self.recover_orphans()  # not only at start: processes die while this one runs
                 self.flush()
                 backoff = self._flush_interval_s
             except StoreUnavailable as exc:
