@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/overhead.py            # full run, about 6 minutes
+    .venv/bin/python bench/overhead.py            # full run, about 7.5 minutes
     .venv/bin/python bench/overhead.py --quick    # short run, under 90 s
     .venv/bin/python bench/overhead.py --no-profile  # skip the py-spy profile
 
@@ -15,10 +15,15 @@ drives both with the same open-loop load from `bench/loadgen.py` (a process of i
    no errors, p99 added latency under 10 ms);
 3. the gateway's resident memory (RSS summed over the serve process tree) before and after
    100,000 requests sent at a high fixed rate;
-4. when p99 added at 500 req/s is above 5 ms (or with --profile), a py-spy profile of the gateway's
+4. a guard comparison: a second gateway with the other guard setting (`guards: {input: [], output: []}`
+   or the default policy) is started, and direct / guards off / default guards are measured in turn
+   at 200 and 500 req/s with a ~1,000-character benign prompt; the report gives the difference
+   default - off at p50/p95/p99 and the guard time the gateway itself reports on /metrics;
+5. when p99 added at 500 req/s is above 5 ms (or with --profile), a py-spy profile of the gateway's
    workers under 500 req/s, summarised in the report.
 
-It writes bench/results/overhead.md and prints, as its last line,
+It writes bench/results/overhead.md and prints, as its last two lines,
+`guard_p99_extra_ms_at_500rps=<x>` and
 `p99_added_ms_at_500rps=<x> max_rps=<y> rss_growth_mb=<z>` (non-streaming numbers).
 Every process it starts is stopped on exit, error or Ctrl-C.
 """
@@ -45,6 +50,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +75,33 @@ MESSAGES = [
     {"role": "system", "content": "You are a terse assistant."},
     {"role": "user", "content": "Say hello to the benchmark in one short sentence, please."},
 ]
+GUARD_RATES = (200, 500)
+GUARD_TARGET_MS = 2.0  # target: p99 with the default policy at most this much above guards off at 500 req/s
+GUARD_SETTINGS = ("off", "default")  # measured in this order after direct, in every round
+# About 1,000 characters of ordinary English: no attack, no personal data, so the default policy allows
+# it and every guard of the pipeline runs to the end.
+LONG_PROMPT = (
+    "I am planning a small vegetable garden behind our house this spring and would like some practical advice. "
+    "The plot is roughly four metres long and two metres wide, gets full sun in the morning and partial shade "
+    "after about three in the afternoon, and the soil is fairly heavy clay that stays wet for a few days after "
+    "rain. I would like to grow tomatoes, lettuce, carrots, green beans and a few herbs such as basil, parsley "
+    "and chives. This will be our first season growing food, so we are happy to start with easy crops and learn "
+    "as we go. What is the best way to improve the soil before planting, which of these crops should go where "
+    "given the shade in the afternoon, and roughly when each one should be sown or planted out in a temperate "
+    "climate? It would also help to hear a few tips on watering, on keeping slugs away from the lettuce without "
+    "harsh chemicals, and on how much we might expect to harvest in the first year. A short checklist at the end "
+    "would be great. Our local garden centre sells compost, bark mulch and raised bed kits."
+)
+GUARD_MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": LONG_PROMPT},
+]
+GUARD_METRIC_RE = re.compile(
+    r'^lockgate_guard_duration_seconds_(sum|count)\{([^}]*)\} ([0-9.eE+-]+)$', re.MULTILINE
+)
+
+
+GATEWAY_ATTRS = ("gw_proc", "gw_port", "key", "worker_pids", "data_dir", "config", "gw_log")
 
 
 T0 = time.monotonic()
@@ -208,6 +241,8 @@ class Bench:
         self.worker_pids: list[int] = []
         self.data_dir = workdir / "data"
         self.config = workdir / "lockgate.yaml"
+        self.gw_log = workdir / "serve.log"
+        self.peer: dict[str, Any] = {}  # the guard comparison's second gateway (the attributes in GATEWAY_ATTRS)
         self.restarts: list[str] = []
         self.rerun_until = 0.0  # monotonic time until which disturbed pairs may be measured again
         self.gw_env: dict[str, str] = {}
@@ -223,7 +258,14 @@ class Bench:
             [sys.executable, "-m", "lockgate.devtools.fake_upstream", "--port", str(self.up_port)], up_log
         )
         wait_port(self.up_port, self.up_proc, up_log)
-        self.config.write_text(
+        self.write_config(self.config, self.args.guards)
+        self.key = self.create_key(self.data_dir)
+        self.gw_port = free_port()
+        self.start_gateway()
+        self.lg = LoadGen().start()
+
+    def write_config(self, path: Path, guards: str) -> None:
+        path.write_text(
             "version: 1\n"
             "backends:\n"
             "  up:\n"
@@ -236,22 +278,21 @@ class Bench:
             "      v1:\n"
             "        backend: up\n"
             "        model: fake-model\n"
-            + ("        guards: {input: [], output: []}\n" if self.args.guards == "off" else "")
+            + ("        guards: {input: [], output: []}\n" if guards == "off" else "")
         )
+
+    def create_key(self, data_dir: Path) -> str:
         out = subprocess.run(
-            [*LOCKGATE, "--data-dir", str(self.data_dir), "--config", str(self.config), "keys", "create",
+            [*LOCKGATE, "--data-dir", str(data_dir), "--config", str(self.config), "keys", "create",
              "--name", "bench", "--rpm", "10000000", "--tpm", "1000000000"],
             capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"lockgate keys create failed:\n{out.stdout}\n{out.stderr}")
-        self.key = out.stdout.strip().splitlines()[-1]
-        self.gw_port = free_port()
-        self.start_gateway()
-        self.lg = LoadGen().start()
+        return out.stdout.strip().splitlines()[-1]
 
     def start_gateway(self) -> None:
-        gw_log = self.workdir / "serve.log"
+        gw_log = self.gw_log
         self.gw_proc = self.procs.spawn(
             [*LOCKGATE, "serve", "--config", str(self.config), "--port", str(self.gw_port),
              "--data-dir", str(self.data_dir), "--workers", str(self.args.workers)],
@@ -275,6 +316,56 @@ class Bench:
         self.procs.kill(self.gw_proc)
         self.start_gateway()
 
+    @contextlib.contextmanager
+    def on_gateway(self, setting: str) -> Iterator[None]:
+        """Within the block, `step`, `settle`, `restart_gateway` and `probe` act on the gateway with the
+        given guard setting: the main one, or the guard comparison's second one (`self.peer`)."""
+        if setting == self.args.guards:
+            yield
+            return
+        saved = {k: getattr(self, k) for k in GATEWAY_ATTRS}
+        for k in GATEWAY_ATTRS:
+            setattr(self, k, self.peer[k])
+        try:
+            yield
+        finally:
+            for k in GATEWAY_ATTRS:
+                self.peer[k] = getattr(self, k)
+                setattr(self, k, saved[k])
+
+    def start_peer(self) -> str:
+        """Starts a second gateway, on its own data dir and key, with the other guard setting."""
+        setting = "off" if self.args.guards == "default" else "default"
+        peer_dir = self.workdir / f"guards-{setting}"
+        peer_dir.mkdir()
+        self.peer = {"gw_proc": None, "gw_port": free_port(), "key": "", "worker_pids": [],
+                     "data_dir": peer_dir / "data", "config": peer_dir / "lockgate.yaml",
+                     "gw_log": peer_dir / "serve.log"}
+        self.write_config(self.peer["config"], setting)
+        with self.on_gateway(setting):
+            self.key = self.create_key(self.data_dir)
+            self.start_gateway()
+        return setting
+
+    def stop_peer(self) -> None:
+        if self.peer.get("gw_proc") is not None:
+            self.procs.kill(self.peer["gw_proc"], graceful_s=5.0)
+
+    def guard_metrics(self) -> dict[str, tuple[float, int]]:
+        """The current gateway's `lockgate_guard_duration_seconds` histogram: stage -> (sum s, count)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.gw_port}/metrics", timeout=5) as resp:
+                text = resp.read().decode(errors="replace")
+        except OSError:
+            return {}
+        out: dict[str, tuple[float, int]] = {}
+        for kind, labels, value in GUARD_METRIC_RE.findall(text):
+            stage_label = re.search(r'stage="([^"]*)"', labels)
+            stage = stage_label.group(1) if stage_label else "?"
+            total, count = out.get(stage, (0.0, 0))
+            out[stage] = (total + float(value), count) if kind == "sum" else (total, count + round(float(value)))
+        return out
+
     def probe(self) -> bool:
         """Three plain requests through the gateway must all succeed (e.g. no open circuit breaker)."""
         body = orjson.dumps({"model": "bench", "messages": MESSAGES, "max_tokens": 32})
@@ -291,8 +382,8 @@ class Bench:
                 return False
         return True
 
-    def sample_answer(self) -> str:
-        body = orjson.dumps({"model": "bench", "messages": MESSAGES, "max_tokens": 32})
+    def sample_answer(self, messages: list[dict[str, str]] = MESSAGES) -> str:
+        body = orjson.dumps({"model": "bench", "messages": messages, "max_tokens": 32})
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.gw_port}{PATH}", data=body, method="POST",
             headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
@@ -336,10 +427,14 @@ class Bench:
     # -- one measured step -------------------------------------------------------------------------
 
     def step(self, target: str, stream: bool, rate: int, *, duration: float | None = None, warmup: float | None = None,
-             n: int | None = None, max_s: float | None = None, quiet: bool = False) -> dict[str, Any]:
+             n: int | None = None, max_s: float | None = None, quiet: bool = False,
+             messages: list[dict[str, str]] = MESSAGES, label: str = "", keep_latencies: bool = False,
+             settle: bool = True) -> dict[str, Any]:
+        """One load step against the fake upstream ("direct") or the current gateway ("lockgate"); after a
+        gateway step (not a fixed-count one) the gateway is settled unless `settle` is False."""
         assert self.lg is not None and self.gw_proc is not None and self.up_proc is not None
         port = self.gw_port if target == "lockgate" else self.up_port
-        body = orjson.dumps({"model": "bench", "messages": MESSAGES, "max_tokens": 32, "stream": stream})
+        body = orjson.dumps({"model": "bench", "messages": messages, "max_tokens": 32, "stream": stream})
         params: dict[str, Any] = {
             "host": "127.0.0.1", "port": port, "path": PATH, "body": body, "stream": stream, "rate": rate,
             # The same headers both ways: the upstream ignores the key, the gateway needs it.
@@ -364,18 +459,21 @@ class Bench:
         r["cpu"]["foreign"] = max(0.0, r["cpu"]["machine"] - sum(r["cpu"][k] for k in pids))
         r["worker_cpu"] = [(cpu_seconds(p) - c) / wall for p, c in workers0.items()]
         lat = sorted(r.pop("latencies_s"))
+        if keep_latencies:
+            r["latencies_ms"] = [x * 1000 for x in lat]
         for q in (50, 95, 99):
             r[f"p{q}"] = percentile(lat, q) * 1000
         r["max"] = lat[-1] * 1000 if lat else float("nan")
         r["target"], r["stream"] = target, stream
         if not quiet:
             workers = "+".join(f"{w:.2f}" for w in r["worker_cpu"])
-            log(f"  {target:<8} {'stream' if stream else 'json  '} {rate:>5}/s: achieved {r['achieved_rps']:7.1f}/s "
+            log(f"  {label or target:<8} {'stream' if stream else 'json  '} {rate:>5}/s: "
+                f"achieved {r['achieved_rps']:7.1f}/s "
                 f"p50 {r['p50']:7.2f} p95 {r['p95']:7.2f} p99 {r['p99']:7.2f} ms, errors {r['error_count']}, "
                 f"cpu gw {r['cpu']['lockgate']:.2f} ({workers}) up {r['cpu']['upstream']:.2f} "
                 f"lg {r['cpu']['loadgen']:.2f} all {r['cpu']['machine']:.2f}"
                 + (f" (foreign {r['cpu']['foreign']:.2f}!)" if r["cpu"]["foreign"] > FOREIGN_LIMIT else ""))
-        if target == "lockgate" and n is None:
+        if target == "lockgate" and n is None and settle:
             self.settle(r)
         time.sleep(self.args.pause)
         return r
@@ -474,6 +572,44 @@ class Bench:
             problems.append(f"p99 added {added:.1f} ms >= {ADDED_P99_LIMIT_MS:g}")
         return not problems, ", ".join(problems), row
 
+    def guard_comparison(self) -> dict[str, Any]:
+        """Default guards vs guards off with a ~1,000-character benign prompt, non-streaming.
+
+        Per load and round the steps run direct, guards off, default guards, one after the other, so
+        noise on the machine hits all three alike; each target's latencies are pooled over the rounds.
+        Around every gateway step the gateway's own guard-duration histogram is read from /metrics."""
+        peer = self.start_peer()
+        log(f"guard comparison: a second gateway with guards {peer} on port {self.peer['gw_port']}; "
+            f"{len(LONG_PROMPT)}-character prompt, {self.args.guard_rounds} round(s) per load")
+        for setting in GUARD_SETTINGS:
+            with self.on_gateway(setting):
+                r = self.step("lockgate", False, 100, duration=1.0, warmup=0.0, quiet=True, messages=GUARD_MESSAGES)
+                if r["error_count"] or r["ok"] == 0:
+                    raise RuntimeError(f"guard comparison warm-up (guards {setting}) failed: {r['errors']}; "
+                                       f"a request through the gateway now gets: {self.sample_answer(GUARD_MESSAGES)}")
+        rows = []
+        for rate in GUARD_RATES:
+            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in ("direct", *GUARD_SETTINGS)}
+            guard_time: dict[str, dict[str, list[float]]] = {t: {} for t in GUARD_SETTINGS}
+            for _ in range(self.args.guard_rounds):
+                runs["direct"].append(self.step("direct", False, rate, messages=GUARD_MESSAGES, keep_latencies=True))
+                for setting in GUARD_SETTINGS:
+                    with self.on_gateway(setting):
+                        before = self.guard_metrics()
+                        r = self.step("lockgate", False, rate, messages=GUARD_MESSAGES, label=f"guards-{setting}",
+                                      keep_latencies=True, settle=False)
+                        after = self.guard_metrics()  # before settling: a restart would reset the histogram
+                        self.settle(r)
+                        runs[setting].append(r)
+                    for stage, (total, count) in after.items():
+                        t0, c0 = before.get(stage, (0.0, 0))
+                        acc = guard_time[setting].setdefault(stage, [0.0, 0])
+                        acc[0] += total - t0
+                        acc[1] += count - c0
+            rows.append(guard_row(rate, runs, guard_time))
+        self.stop_peer()
+        return {"peer": peer, "rows": rows}
+
     def throughput_rate(self, best: int) -> int:
         """The highest non-streaming load Lockgate carried in full (>= 95%, no errors) without queueing
         (p95 under 50 ms), so 100,000 requests finish soon and the gateway is not measured in collapse;
@@ -535,6 +671,26 @@ class Bench:
         t.join()
         result["summary"] = summarize_profile([o for o in outs if o.exists()], seconds, len(outs))
         return result
+
+
+def guard_row(rate: int, runs: dict[str, list[dict[str, Any]]],
+              guard_time: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    """Pools each target's latencies over the rounds; added = gateway percentile - direct percentile."""
+    row: dict[str, Any] = {"rate": rate, "guard_time": guard_time, "runs": runs}
+    for target, rs in runs.items():
+        lat = sorted(x for r in rs for x in r.pop("latencies_ms"))
+        row[target] = {
+            **{f"p{q}": percentile(lat, q) for q in (50, 95, 99)},
+            "n": len(lat),
+            "achieved_rps": sum(r["achieved_rps"] for r in rs) / len(rs),
+            "errors": sum(r["error_count"] for r in rs),
+            "foreign": max(r["cpu"]["foreign"] for r in rs),
+            "gw_cpu": sum(r["cpu"]["lockgate"] for r in rs) / len(rs),
+        }
+    for setting in GUARD_SETTINGS:
+        row[setting]["added"] = {q: row[setting][f"p{q}"] - row["direct"][f"p{q}"] for q in (50, 95, 99)}
+    row["extra"] = {q: row["default"][f"p{q}"] - row["off"][f"p{q}"] for q in (50, 95, 99)}
+    return row
 
 
 # -- profile summary -------------------------------------------------------------------------------
@@ -744,19 +900,87 @@ def profile_findings(s: dict[str, Any]) -> list[str]:
     return out
 
 
+def guard_section(guard: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    rows = guard["rows"]
+    r500 = next(r for r in rows if r["rate"] == 500)
+    extra99 = r500["extra"][99]
+    verdict = "met" if extra99 <= GUARD_TARGET_MS else "**not met**"
+    out = [
+        "## Guard overhead (1,000-character prompt)",
+        "",
+        f"Target: p99 with the default policy at most {GUARD_TARGET_MS:g} ms more than with guards off, at 500 "
+        f"req/s. This run: **{fmt(extra99)} ms** at 500 req/s - target {verdict}.",
+        "",
+        "| offered req/s | direct p50 / p95 / p99 ms | guards off: added p50 / p95 / p99 ms | default guards: added "
+        "p50 / p95 / p99 ms | **default - off p50 / p95 / p99 ms** | achieved direct / off / default | errors "
+        "direct / off / default | gateway CPU off / default (cores) |",
+        "|---:|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        d, off, on = r["direct"], r["off"], r["default"]
+        disturbed = max(d["foreign"], off["foreign"], on["foreign"])
+        mark = f" * (+{disturbed:.2f} other)" if disturbed > FOREIGN_LIMIT else ""
+        out.append(
+            f"| {r['rate']} | {fmt(d['p50'])} / {fmt(d['p95'])} / {fmt(d['p99'])} | "
+            + " | ".join(" / ".join(fmt(x[q]) for q in (50, 95, 99)) for x in (off["added"], on["added"]))
+            + f" | **{' / '.join(fmt(r['extra'][q]) for q in (50, 95, 99))}** | "
+            f"{d['achieved_rps']:.0f} / {off['achieved_rps']:.0f} / {on['achieved_rps']:.0f} | "
+            f"{d['errors']} / {off['errors']} / {on['errors']} | {off['gw_cpu']:.2f} / {on['gw_cpu']:.2f}{mark} |"
+        )
+    out += [
+        "",
+        "Guard time the gateway itself reports (`lockgate_guard_duration_seconds` on /metrics, read before and "
+        "after each gateway step; sum / count per stage, warm-up requests of the step included):",
+        "",
+        "| offered req/s | guards | stage | requests | mean guard time per request ms |",
+        "|---:|---|---|---:|---:|",
+    ]
+    for r in rows:
+        for setting in GUARD_SETTINGS:
+            stages = {k: v for k, v in r["guard_time"][setting].items() if v[1] > 0}
+            if not stages:
+                out.append(f"| {r['rate']} | {setting} | (none recorded) | 0 | - |")
+            for stage, (total, count) in sorted(stages.items()):
+                out.append(f"| {r['rate']} | {setting} | {stage} | {count:,} | {total / count * 1000:.3f} |")
+    out += [
+        "",
+        f"- **Method.** Besides the main gateway (guards: {args.guards}), a second `lockgate serve` is started with "
+        f"guards {guard['peer']} (its own data dir and key, same config otherwise: "
+        "`guards: {input: [], output: []}` on the release for \"off\", nothing for the default policy); it runs "
+        "only during this phase. Request: the same 2-message shape as above, but the user message is "
+        f"{len(LONG_PROMPT):,} characters of ordinary English (a gardening question: no attack, no personal data), "
+        "so the default policy allows it and the whole pipeline runs (input: unicode, limits, secrets, pii, "
+        "injection; output: secrets, pii, system_prompt_leak, refusal, on the fake upstream's answer, which "
+        "echoes the prompt). "
+        "Non-streaming, open loop as above.",
+        f"- **Interleaving.** At each load, {args.guard_rounds} round(s) of three steps in a fixed order: direct, "
+        f"guards off, default guards ({args.warmup:g} s warm-up + {args.duration:g} s measured each, with the same "
+        "settle/restart check after each gateway step as above). Each target's measured latencies are pooled over "
+        "the rounds before taking percentiles.",
+        "- **Added** = gateway percentile - direct percentile; **default - off** = default-guards percentile - "
+        "guards-off percentile (the direct run cancels out). A difference of percentiles, not a percentile of "
+        "per-request differences; on a shared 2-core box the p99 difference is noisy, and the mean guard time "
+        "reported by the gateway is the steadier measure of the guards' own cost.",
+        "",
+    ]
+    return out
+
+
 def write_report(path: Path, *, command: str, started: dt.datetime, runtime_s: float, args: argparse.Namespace,
                  bench: Bench, best: int, search_rows: list[dict[str, Any]], stop_reason: str,
                  mem: dict[str, Any], rss_idle: int, summary: str, prof: dict[str, Any], prof_rate: int,
-                 busy_before: float) -> None:
+                 busy_before: float, guard: dict[str, Any], guard_summary: str) -> None:
     m = machine()
     d500, g500 = bench.cache[("direct", False, 500)], bench.cache[("lockgate", False, 500)]
     mr = mem["result"]
+    g_extra = next(r for r in guard["rows"] if r["rate"] == 500)["extra"]
     done = mr["ok"] + mr["error_count"]
     growth = (mem["after"] - mem["before"]) / MB
     log_level = args.log_level or "the gateway's default"
     guards_text = ("guards: the default policy (`--guards default`)" if args.guards == "default"
                    else "guards turned off with `guards: {input: [], output: []}` (`--guards off`)")
-    steps = [*bench.cache.values(), mr, *([prof["step"]] if prof.get("step") else [])]
+    guard_steps = [r for row in guard["rows"] for rs in row["runs"].values() for r in rs]
+    steps = [*bench.cache.values(), *guard_steps, mr, *([prof["step"]] if prof.get("step") else [])]
     worst_foreign = max(r["cpu"]["foreign"] for r in steps)
     contaminated = sum(1 for r in steps if r["cpu"]["foreign"] > FOREIGN_LIMIT)
     warning = []
@@ -789,8 +1013,12 @@ def write_report(path: Path, *, command: str, started: dt.datetime, runtime_s: f
         f"**{best} req/s** ({stop_reason})",
         f"- Gateway RSS (serve process tree) before / after {done:,} requests: "
         f"{mem['before'] / MB:.1f} / {mem['after'] / MB:.1f} MB, growth **{growth:+.1f} MB**",
+        f"- Guard overhead at 500 req/s with a {len(LONG_PROMPT):,}-character prompt: default guards - guards off = "
+        f"**{fmt(g_extra[99])} ms** at p99 (p50 {fmt(g_extra[50])}, p95 {fmt(g_extra[95])}; target <= "
+        f"{GUARD_TARGET_MS:g} ms at p99)",
         "",
         "```",
+        guard_summary,
         summary,
         "```",
         "",
@@ -888,6 +1116,7 @@ def write_report(path: Path, *, command: str, started: dt.datetime, runtime_s: f
         "",
         "MB = 2^20 bytes. RSS counts shared pages (libraries) once per process; the growth is what matters.",
         "",
+        *guard_section(guard, args),
         *profile_section(prof, prof_rate),
         "## Notes",
         "",
@@ -937,6 +1166,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default=None, help="LOCKGATE_LOG_LEVEL for the gateway (default: its own)")
     parser.add_argument("--guards", choices=("default", "off"), default="default",
                         help="the release's guards: the default policy (default), or none at all")
+    parser.add_argument("--guard-rounds", type=int, default=None,
+                        help="rounds of direct / guards off / default guards per load in the guard comparison "
+                        "(default 2, quick 1)")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness for the benchmark and every process it starts (negative needs root); on a "
                         "machine busy with other work, e.g. -10 keeps that work from distorting the measurement")
@@ -949,11 +1181,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.warmup = 0.3 if args.quick else 1.0
     if args.memory_requests is None:
         args.memory_requests = 10_000 if args.quick else 100_000
+    if args.guard_rounds is None:
+        args.guard_rounds = 1 if args.quick else 2
     args.pause = 0.2 if args.quick else 0.3
     # Time budget (seconds from the start): the search may start new steps until `search_until_s`;
     # the memory phase's sending stops so that the whole run ends by about `budget_s`.
-    args.budget_s = 84.0 if args.quick else 370.0
-    args.search_until_s = 58.0 if args.quick else 200.0
+    # The guard comparison runs between the search and the memory phase.
+    args.budget_s = 84.0 if args.quick else 450.0
+    args.search_until_s = 42.0 if args.quick else 200.0
     return args
 
 
@@ -977,7 +1212,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes()
     workdir = Path(tempfile.mkdtemp(prefix="lockgate-bench-"))
     bench = Bench(args, procs, workdir)
-    summary, code = "", 1
+    summary, guard_summary, code = "", "", 1
     try:
         busy_before = wait_for_quiet(3.0 if args.quick else 20.0)
         t_start = time.monotonic()  # the time budget starts once the machine is as quiet as it will get
@@ -990,6 +1225,9 @@ def main(argv: list[str] | None = None) -> int:
         bench.matrix()
         # The run is bounded: the search gets until `search_until`, the memory phase what is left.
         best, rows, stop_reason = bench.search(t_start + args.search_until_s)
+        guard = bench.guard_comparison()
+        guard_extra = next(r for r in guard["rows"] if r["rate"] == 500)["extra"][99]
+        guard_summary = f"guard_p99_extra_ms_at_500rps={guard_extra:.2f}"
         mem_rate = bench.throughput_rate(best)
         mem_time = args.budget_s - (time.monotonic() - t_start) - 12.0 - (0.0 if args.profile is False else 28.0)
         mem_time = max(10.0, mem_time)
@@ -1005,7 +1243,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime = time.monotonic() - t_start
         write_report(args.out, command=command, started=started, runtime_s=runtime, args=args, bench=bench,
                      best=best, search_rows=rows, stop_reason=stop_reason, mem=mem, rss_idle=rss_idle,
-                     summary=summary, prof=prof, prof_rate=prof_rate, busy_before=busy_before)
+                     summary=summary, prof=prof, prof_rate=prof_rate, busy_before=busy_before, guard=guard,
+                     guard_summary=guard_summary)
         log(f"wrote {os.path.relpath(args.out, Path.cwd())} after {runtime:.0f} s")
         code = 0
     except KeyboardInterrupt:
@@ -1021,6 +1260,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     if summary:
+        print(guard_summary, flush=True)
         print(summary, flush=True)
     return code
 

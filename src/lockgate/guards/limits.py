@@ -12,10 +12,17 @@ import re
 
 from lockgate.guards.base import Action, GuardContext, Span, Verdict
 
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
-_HEX_RUN = re.compile(r"(?:0x)?[0-9a-fA-F]{32,}")
-_PERCENT_RUN = re.compile(r"(?:%[0-9a-fA-F]{2}){12,}")
-_ESCAPE_RUN = re.compile(r"(?:\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})){8,}")
+
+def _encoded_patterns(min_chars: int) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The minimum length is part of each pattern, so short runs are skipped by the regex engine
+    itself instead of being matched and thrown away."""
+    n = max(8, min_chars)
+    return (
+        ("BASE64", re.compile(rf"[A-Za-z0-9+/_-]{{{n},}}={{0,2}}")),
+        ("HEX", re.compile(rf"(?:0x)?[0-9a-fA-F]{{{n},}}")),
+        ("PERCENT_ENCODED", re.compile(rf"(?:%[0-9a-fA-F]{{2}}){{{max(1, n // 3)},}}")),
+        ("ESCAPED", re.compile(rf"(?:\\(?:x[0-9a-fA-F]{{2}}|u[0-9a-fA-F]{{4}})){{{max(1, n // 6)},}}")),
+    )
 
 
 def estimate_tokens(text: str) -> int:
@@ -38,6 +45,7 @@ class LimitsGuard:
         self.max_tokens = max_tokens
         self.max_encoded_chars = max_encoded_chars
         self.action = action
+        self._patterns = _encoded_patterns(max_encoded_chars)
 
     def check(self, text: str, context: GuardContext) -> Verdict:
         if len(text) > self.max_chars:
@@ -47,7 +55,7 @@ class LimitsGuard:
                 self.name, self.action, 1.0,
                 f"about {estimate_tokens(text)} tokens exceed the limit of {self.max_tokens}",
             )
-        spans = encoded_runs(text, min_chars=self.max_encoded_chars)
+        spans = encoded_runs(text, min_chars=self.max_encoded_chars, patterns=self._patterns)
         if spans:
             longest = max(s.end - s.start for s in spans)
             return Verdict(
@@ -58,11 +66,14 @@ class LimitsGuard:
         return Verdict(self.name, Action.ALLOW)
 
 
-def encoded_runs(text: str, *, min_chars: int) -> list[Span]:
+def encoded_runs(
+    text: str, *, min_chars: int, patterns: tuple[tuple[str, re.Pattern[str]], ...] | None = None
+) -> list[Span]:
     """Runs of base64, hex, percent- or backslash-escaped text at least `min_chars` long."""
+    if len(text) < min_chars:
+        return []
     spans: list[Span] = []
-    for label, pattern in (("BASE64", _BASE64_RUN), ("HEX", _HEX_RUN), ("PERCENT_ENCODED", _PERCENT_RUN),
-                           ("ESCAPED", _ESCAPE_RUN)):
+    for label, pattern in patterns or _encoded_patterns(min_chars):
         for m in pattern.finditer(text):
             if m.end() - m.start() < min_chars:
                 continue

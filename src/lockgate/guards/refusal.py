@@ -27,8 +27,18 @@ _REFUSALS = re.compile(
 )
 
 
+# Every pattern above contains one of these words; most answers contain none, and a substring test
+# is far cheaper than the regex.
+_ANCHORS = ("sorry", "afraid", "can't", "can’t", "cannot", "won't", "will not", "not able", "unable", "must ",
+            "not allowed", "not permitted", "not something", "kann", "peux", "puedo", "posso")
+
+
 def find_refusal(text: str) -> Span | None:
-    match = _REFUSALS.search(text[:2000])
+    head = text[:2000]
+    folded = head.casefold()
+    if not any(anchor in folded for anchor in _ANCHORS):
+        return None
+    match = _REFUSALS.search(head)
     return Span(match.start(), match.end(), "REFUSAL") if match else None
 
 

@@ -34,6 +34,9 @@ class UnicodeGuard:
         self.mixed_script_action = mixed_script_action
 
     def check(self, text: str, context: GuardContext) -> Verdict:
+        if text.isascii():
+            # Nothing invisible, nothing NFKC would change, no look-alike letters: the common case.
+            return Verdict(self.name, Action.ALLOW)
         spans = [Span(m.start(), m.end(), "INVISIBLE") for m in _INVISIBLE.finditer(text)]
         spans += [Span(m.start(), m.end(), "BIDI_CONTROL") for m in _BIDI.finditer(text)]
         cleaned = sanitize(text)
