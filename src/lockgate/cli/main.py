@@ -157,6 +157,89 @@ def keys_revoke(ctx: click.Context, key: str) -> None:
     click.echo(f"revoked {key}")
 
 
+# -- releases ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def release() -> None:
+    """Register, list, show and diff releases."""
+
+
+def _config_or_exit(ctx: click.Context):  # noqa: ANN202 - returns LockgateConfig
+    from lockgate.gateway.runtime import load_settings_config
+
+    try:
+        return load_settings_config(_settings(ctx))
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+@release.command("create")
+@click.pass_context
+def release_create(ctx: click.Context) -> None:
+    """Register every release declared in the configuration; the same content keeps its version."""
+    from lockgate.gateway.runtime import register_releases
+
+    config = _config_or_exit(ctx)
+    store = _store(ctx)
+    known = {(r.route, r.content_hash) for r in store.list_releases()}
+    for route, records in register_releases(config, store).items():
+        for label, record in records.items():
+            state = "unchanged" if (route, record.content_hash) in known else "new"
+            click.echo(f"{record.release_id:<24} {label:<12} {record.content_hash[:12]}  {state}")
+
+
+@release.command("list")
+@click.option("--route", default=None, help="Only this route.")
+@click.pass_context
+def release_list(ctx: click.Context, route: str | None) -> None:
+    """Every registered release, oldest first; `serving` marks what the configuration serves."""
+    from lockgate.releases.diff import serving_hashes
+
+    serving = serving_hashes(_config_or_exit(ctx))
+    click.echo(f"{'RELEASE':<24} {'LABEL':<12} {'HASH':<12}  {'CREATED':<19}  STATE")
+    for record in _store(ctx).list_releases(route):
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created_at))
+        state = "serving" if serving.get(record.route) == record.content_hash else ""
+        click.echo(f"{record.release_id:<24} {record.label:<12} {record.content_hash[:12]}  {created}  {state}")
+
+
+def _release_or_exit(ctx: click.Context, release_id: str):  # noqa: ANN202 - returns ReleaseRecord
+    route, _, version = release_id.partition("@")
+    match = [r for r in _store(ctx).list_releases(route) if str(r.version) == version]
+    if not match:
+        click.echo(f"error: no release {release_id}; see `lockgate release list`", err=True)
+        sys.exit(1)
+    return match[0]
+
+
+@release.command("show")
+@click.argument("release_id")
+@click.pass_context
+def release_show(ctx: click.Context, release_id: str) -> None:
+    """One release's full content, as JSON (e.g. `lockgate release show support-bot@2`)."""
+    record = _release_or_exit(ctx, release_id)
+    click.echo(json.dumps({"release": record.release_id, "label": record.label, "hash": record.content_hash,
+                           "created_at": record.created_at, "content": record.content}, indent=2, ensure_ascii=False))
+
+
+@release.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def release_diff(ctx: click.Context, old: str, new: str) -> None:
+    """Exactly what changed from one release to another, one line per key path."""
+    from lockgate.releases.diff import diff_contents
+
+    a, b = _release_or_exit(ctx, old), _release_or_exit(ctx, new)
+    changes = diff_contents(a.content, b.content)
+    click.echo(f"{a.release_id} ({a.content_hash[:12]}) -> {b.release_id} ({b.content_hash[:12]}): "
+               f"{len(changes)} change(s)")
+    for change in changes:
+        click.echo(change.describe())
+
+
 # -- traces --------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Releases: immutable, content-hashed bundles of everything that shapes an answer, and their diffs."""
