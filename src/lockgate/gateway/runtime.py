@@ -101,6 +101,7 @@ class Runtime:
         guards = self._guard_sets.get(release.release_id)
         if guards is None:
             guards = GuardSet(release.spec.effective_guards(), output_schema=release.spec.output_schema)
+            guards.warm_up()
             self._guard_sets[release.release_id] = guards
         return guards
 

@@ -72,6 +72,11 @@ class GuardSet:
             (a.rule.option("max_regenerations", 2) for a in self._output if a.rule.guard == "json_schema"), default=0
         )
 
+    def warm_up(self) -> None:
+        """Runs every guard once, so models and caches load before traffic, not on a user's request."""
+        self.check_input([{"role": "user", "content": "warm-up"}], GuardContext(), Placeholders())
+        self.check_output("warm-up", GuardContext())
+
     @property
     def has_input_guards(self) -> bool:
         return bool(self._input)
