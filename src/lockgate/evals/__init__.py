@@ -1,0 +1,1 @@
+"""Evaluation gate: versioned test suites and the assertions that judge a release."""
