@@ -78,10 +78,6 @@ class GuardSet:
         self.check_output("warm-up", GuardContext())
 
     @property
-    def has_input_guards(self) -> bool:
-        return bool(self._input)
-
-    @property
     def has_output_guards(self) -> bool:
         return bool(self._output)
 

@@ -44,7 +44,6 @@ class StreamGuard:
         self._cut = 0  # how much of _raw has been judged and released
         self._emitted = ""  # the guarded text already sent
         self.result = GuardResult("output")
-        self.checks = 0
 
     @property
     def tripped(self) -> bool:
@@ -88,7 +87,6 @@ class StreamGuard:
 
     def _release(self, cut: int) -> str:
         guarded, result = self._guards.check_output(self._raw[:cut], self._context)
-        self.checks += 1
         self.result = result
         if result.stops:
             return ""

@@ -51,7 +51,6 @@ class TraceJournal:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.store_healthy = True
-        self.loaded_total = 0
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._adopt_predecessor_segments()
 
@@ -158,7 +157,6 @@ class TraceJournal:
             path.rename(on_failure)  # give it back for a later try
             raise
         path.unlink()
-        self.loaded_total += len(traces)
         return len(traces)
 
     def recover_orphans(self) -> None:
