@@ -33,7 +33,7 @@ class JsonSchemaGuard:
         schema = self._schema or context.output_schema
         try:
             value = json.loads(_strip_fence(text))
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return Verdict(self.name, self.action, 1.0, f"the answer is not JSON ({exc.msg} at char {exc.pos})")
         if schema is None:
             return Verdict(self.name, Action.ALLOW)
