@@ -287,6 +287,44 @@ def traces_show(ctx: click.Context, trace_id: str) -> None:
     click.echo(json.dumps(trace, indent=2, ensure_ascii=False))
 
 
+# -- eval ----------------------------------------------------------------------------------------
+
+
+@cli.command("eval")
+@click.argument("suite_path", metavar="SUITE", type=click.Path())
+@click.option("--release", "release_ref", required=True,
+              help="Release to evaluate: ROUTE@VERSION or ROUTE:LABEL (e.g. support-bot:v2).")
+@click.option("--baseline", "baseline_ref", default=None, help="Release to compare with (paired McNemar test).")
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Cases in flight at once.")
+@click.option("--out", "out_dir", default=None, type=click.Path(),
+              help="Folder for the reports (default ./.lockgate/evals/).")
+@click.pass_context
+def eval_command(ctx: click.Context, suite_path: str, release_ref: str, baseline_ref: str | None,
+                 concurrency: int, out_dir: str | None) -> None:
+    """Run an evaluation suite through the gateway and gate the release (exit 0 pass, 1 fail, 2 error)."""
+    from lockgate.evals.report import summary_text, write_reports
+    from lockgate.evals.runner import run_evaluation
+    from lockgate.evals.suite import SuiteError, check_case_count, load_suite
+
+    try:
+        suite = load_suite(suite_path)
+        check_case_count(suite)
+    except SuiteError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    config = _config_or_exit(ctx)
+    try:
+        report = run_evaluation(_settings(ctx), config, suite, release_ref, baseline_ref, concurrency=concurrency)
+    except Exception as exc:  # noqa: BLE001 - any setup failure is exit 2 with its message
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    paths = write_reports(report, out_dir or os.path.join(".lockgate", "evals"))
+    click.echo(summary_text(report))
+    click.echo("reports: " + ", ".join(str(p) for p in paths.values()))
+    sys.exit(0 if report["passed"] else 1)
+
+
 def main() -> None:
     cli(obj={})
 
