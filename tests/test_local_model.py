@@ -142,3 +142,11 @@ def test_gemma3_template_folds_the_system_prompt_into_the_first_user_turn():
         "<start_of_turn>user\nBye<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
+
+
+def test_registering_the_gemma3_format_twice_is_harmless():
+    """Every llama.cpp backend registers it when it loads; two backends in one process must both load."""
+    from lockgate.backends import chat_templates
+
+    chat_templates.register()
+    chat_templates.register()

@@ -8,6 +8,7 @@ does, so a release's system prompt still reaches the model.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from llama_cpp import llama_chat_format
@@ -40,6 +41,15 @@ def format_gemma3(messages: list[dict[str, Any]], **_: Any) -> llama_chat_format
     return llama_chat_format.ChatFormatterResponse(prompt=prompt, stop=["<end_of_turn>"])
 
 
+_registered = threading.Lock()
+_done = False
+
+
 def register() -> None:
-    """Idempotent: makes `chat_format: gemma3` available to llama_cpp.Llama."""
-    llama_chat_format.register_chat_format(GEMMA3)(format_gemma3)
+    """Makes `chat_format: gemma3` available to llama_cpp.Llama. Idempotent: every llama.cpp backend
+    calls it when it loads, and llama-cpp-python refuses to register a name twice."""
+    global _done
+    with _registered:
+        if not _done:
+            llama_chat_format.register_chat_format(GEMMA3)(format_gemma3)
+            _done = True
