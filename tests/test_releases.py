@@ -60,3 +60,13 @@ def test_release_create_list_show_and_diff_through_the_cli(tmp_path: Path):
 
     missing = run_cli("release", "show", "echo@9", data_dir=data, check=False)
     assert missing.returncode == 1 and "no release echo@9" in missing.stderr
+
+
+def test_release_ids_parse_only_in_their_one_form():
+    from lockgate.releases import parse_release_id
+
+    assert parse_release_id("support-bot@12") == ("support-bot", 12)
+    assert parse_release_id("support-bot:v2") is None
+    assert parse_release_id("support-bot@") is None
+    assert parse_release_id("@3") is None
+    assert parse_release_id("support-bot@two") is None

@@ -206,12 +206,14 @@ def release_list(ctx: click.Context, route: str | None) -> None:
 
 
 def _release_or_exit(ctx: click.Context, release_id: str):  # noqa: ANN202 - returns ReleaseRecord
-    route, _, version = release_id.partition("@")
-    match = [r for r in _store(ctx).list_releases(route) if str(r.version) == version]
-    if not match:
+    from lockgate.releases import parse_release_id
+
+    parsed = parse_release_id(release_id)
+    record = _store(ctx).get_release(*parsed) if parsed else None
+    if record is None:
         click.echo(f"error: no release {release_id}; see `lockgate release list`", err=True)
         sys.exit(1)
-    return match[0]
+    return record
 
 
 @release.command("show")

@@ -22,7 +22,9 @@ from lockgate.config import LockgateConfig
 from lockgate.evals import stats
 from lockgate.evals.assertions import evaluate
 from lockgate.evals.suite import Case, Suite
+from lockgate.gateway.runtime import ServingRelease
 from lockgate.guards.refusal import find_refusal
+from lockgate.releases import parse_release_id
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, Store
 
@@ -33,21 +35,6 @@ REQUEST_TIMEOUT_S = 600.0
 
 class EvalSetupError(RuntimeError):
     """The evaluation could not be set up (unknown release, bad configuration, backend not loadable)."""
-
-
-@dataclass(frozen=True)
-class ReleaseRef:
-    route: str
-    label: str
-    record: ReleaseRecord
-
-    @property
-    def release_id(self) -> str:
-        return self.record.release_id
-
-    @property
-    def version(self) -> int:
-        return self.record.version
 
 
 @dataclass
@@ -75,21 +62,21 @@ class CaseResult:
 
 
 def resolve_release(config: LockgateConfig, registry: dict[str, dict[str, ReleaseRecord]],
-                    store: Store, ref: str) -> ReleaseRef:
+                    store: Store, ref: str) -> ServingRelease:
     """`ROUTE@N` (a registered version) or `ROUTE:LABEL` (a label in the configuration)."""
     if "@" in ref:
-        route, _, version = ref.partition("@")
+        route = ref.partition("@")[0]
         if route not in config.routes:
             raise EvalSetupError(_unknown_route(config, route, ref))
-        records = [r for r in store.list_releases(route) if str(r.version) == version]
-        if not records:
+        parsed = parse_release_id(ref)
+        record = store.get_release(*parsed) if parsed else None
+        if record is None:
             known = ", ".join(r.release_id for r in store.list_releases(route)) or "none"
             raise EvalSetupError(f"no release {ref}; registered releases of {route!r}: {known} "
                                  "(see `lockgate release list`)")
-        record = records[0]
         for label, spec in config.routes[route].releases.items():
             if spec.content_hash() == record.content_hash:
-                return ReleaseRef(route, label, registry[route][label])
+                return _serving(config, registry, route, label)
         raise EvalSetupError(f"release {ref} ({record.label}) is no longer declared in the configuration with the "
                              "same content, so it cannot be served; evaluate a release the configuration declares")
     if ":" in ref:
@@ -99,16 +86,22 @@ def resolve_release(config: LockgateConfig, registry: dict[str, dict[str, Releas
         if label not in config.routes[route].releases:
             known = ", ".join(sorted(config.routes[route].releases))
             raise EvalSetupError(f"route {route!r} has no release labelled {label!r} (labels: {known})")
-        return ReleaseRef(route, label, registry[route][label])
+        return _serving(config, registry, route, label)
     raise EvalSetupError(f"cannot read release {ref!r}: use ROUTE@VERSION (e.g. support-bot@2) or ROUTE:LABEL "
                          "(e.g. support-bot:v2)")
+
+
+def _serving(
+    config: LockgateConfig, registry: dict[str, dict[str, ReleaseRecord]], route: str, label: str
+) -> ServingRelease:
+    return ServingRelease(route, label, config.routes[route].releases[label], registry[route][label])
 
 
 def _unknown_route(config: LockgateConfig, route: str, ref: str) -> str:
     return f"release {ref!r}: no route {route!r} in the configuration (routes: {', '.join(sorted(config.routes))})"
 
 
-def config_for(config: LockgateConfig, ref: ReleaseRef) -> LockgateConfig:
+def config_for(config: LockgateConfig, ref: ServingRelease) -> LockgateConfig:
     """The configuration with `ref` serving its route and no API key needed (in-process only)."""
     route = config.routes[ref.route].model_copy(update={"serve": ref.label})
     server = config.server.model_copy(update={"require_api_key": False})
@@ -168,7 +161,7 @@ async def _run_case(client: httpx.AsyncClient, suite: Suite, case: Case, route: 
     return result
 
 
-async def _serve_and_run(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ReleaseRef,
+async def _serve_and_run(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ServingRelease,
                          concurrency: int, progress: Callable[[int, int], None]) -> list[CaseResult]:
     from lockgate.gateway.app import create_app
     from lockgate.gateway.runtime import Runtime
@@ -213,7 +206,7 @@ def stderr_progress(label: str) -> Callable[[int, int], None]:
     return show
 
 
-def run_release(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ReleaseRef, *,
+def run_release(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ServingRelease, *,
                 concurrency: int = 2, progress: Callable[[int, int], None] | None = None) -> list[CaseResult]:
     return asyncio.run(_serve_and_run(settings, config, store, suite, ref, concurrency,
                                       progress or stderr_progress(ref.release_id)))
@@ -306,8 +299,8 @@ def gate(suite: Suite, metrics: dict[str, Any], comparison: dict[str, Any] | Non
 # -- the whole evaluation -----------------------------------------------------------------------
 
 
-def _release_info(ref: ReleaseRef) -> dict[str, Any]:
-    return {"id": ref.release_id, "route": ref.route, "label": ref.label, "version": ref.version,
+def _release_info(ref: ServingRelease) -> dict[str, Any]:
+    return {"id": ref.release_id, "route": ref.route, "label": ref.label, "version": ref.record.version,
             "content_hash": ref.record.content_hash}
 
 

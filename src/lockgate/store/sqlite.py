@@ -179,6 +179,12 @@ class SqliteStore:
             )
         return [_release(r) for r in rows]
 
+    def get_release(self, route: str, version: int) -> ReleaseRecord | None:
+        row = self._run(
+            lambda c: c.execute("SELECT * FROM releases WHERE route = ? AND version = ?", (route, version)).fetchone()
+        )
+        return _release(row) if row else None
+
     # -- Traces ---------------------------------------------------------------------------------
 
     def insert_traces(self, traces: list[dict[str, Any]]) -> int:
