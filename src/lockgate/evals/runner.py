@@ -9,6 +9,7 @@ and `gate` turn the per-case results into the numbers and the verdict `lockgate 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sys
 import time
@@ -27,6 +28,8 @@ from lockgate.guards.refusal import find_refusal
 from lockgate.releases import parse_release_id
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, Store
+
+log = logging.getLogger(__name__)
 
 GUARD_ACTION_HEADER = "x-lockgate-guard-action"
 STOPPING_ACTIONS = frozenset({"block", "hold"})
@@ -342,4 +345,23 @@ def run_evaluation(settings: Settings, config: LockgateConfig, suite: Suite, rel
                               "slices": metrics_by_slice(base_results),
                               "cases": [r.to_dict() for r in base_results]}
         report["comparison"] = comparison
+    _store_evidence(store, report)
     return report
+
+
+def _store_evidence(store: Store, report: dict[str, Any]) -> None:
+    """The gate's verdict and numbers become the release's evidence (not the per-case detail, which
+    lives in the report files): what a promotion or a readiness report cites later."""
+    release = report["release"]
+    summary = {
+        "suite": report["suite"],
+        "metrics": report["metrics"],
+        "gate": report["gate"],
+        "baseline": report["baseline"]["id"] if "baseline" in report else None,
+        "comparison": report.get("comparison"),
+        "generated_at": report["generated_at"],
+    }
+    try:
+        store.add_evidence(release["route"], release["version"], "eval", report["passed"], summary)
+    except Exception as exc:  # noqa: BLE001 - the run's verdict stands; losing its record is reported
+        log.warning("could not store the evaluation as evidence for %s: %s", release["id"], exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lockgate.audit.chain import AuditRecord
+
 
 class StoreUnavailable(Exception):
     """The database cannot be reached or written right now; the caller should retry later."""
@@ -41,6 +43,23 @@ class ReleaseRecord:
         return f"{self.route}@{self.version}"
 
 
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """What a release was judged on: an eval run, a red-team run. Kept so a promotion can cite it."""
+
+    evidence_id: int
+    route: str
+    version: int
+    kind: str  # "eval" or "redteam"
+    passed: bool | None  # the gate's verdict; None where a run has no verdict
+    summary: dict[str, Any]
+    created_at: float
+
+    @property
+    def release_id(self) -> str:
+        return f"{self.route}@{self.version}"
+
+
 class Store(Protocol):
     def migrate(self) -> None: ...
 
@@ -53,6 +72,16 @@ class Store(Protocol):
     def register_release(self, route: str, label: str, content_hash: str, content: dict[str, Any]) -> ReleaseRecord: ...
     def list_releases(self, route: str | None = None) -> list[ReleaseRecord]: ...
     def get_release(self, route: str, version: int) -> ReleaseRecord | None: ...
+
+    # Evidence: eval and red-team results per release, oldest first.
+    def add_evidence(
+        self, route: str, version: int, kind: str, passed: bool | None, summary: dict[str, Any]
+    ) -> EvidenceRecord: ...
+    def list_evidence(self, route: str, version: int | None = None, kind: str | None = None) -> list[EvidenceRecord]: ...
+
+    # Audit log: append-only, hash-chained (see lockgate.audit.chain).
+    def append_audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> AuditRecord: ...
+    def list_audit(self, since_seq: int = 0, limit: int | None = None) -> list[AuditRecord]: ...
 
     # Traces: idempotent on trace id, so a journal segment can be replayed safely.
     def insert_traces(self, traces: list[dict[str, Any]]) -> int: ...

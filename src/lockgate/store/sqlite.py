@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lockgate.store.base import ApiKeyRecord, ReleaseRecord, StoreUnavailable
+from lockgate.audit.chain import GENESIS_HASH, AuditRecord, chain_hash
+from lockgate.store.base import ApiKeyRecord, EvidenceRecord, ReleaseRecord, StoreUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -49,6 +50,26 @@ CREATE TABLE IF NOT EXISTS traces (
 );
 CREATE INDEX IF NOT EXISTS traces_ts ON traces (ts);
 CREATE INDEX IF NOT EXISTS traces_route_ts ON traces (route, ts);
+CREATE TABLE IF NOT EXISTS evidence (
+    evidence_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    route TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    passed INTEGER,
+    summary TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evidence_release ON evidence (route, version, kind);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
 """
 
 TRACE_COLUMNS = ("trace_id", "ts", "route", "release", "key_id", "status", "outcome", "latency_ms")
@@ -185,6 +206,66 @@ class SqliteStore:
         )
         return _release(row) if row else None
 
+    # -- Evidence --------------------------------------------------------------------------------
+
+    def add_evidence(
+        self, route: str, version: int, kind: str, passed: bool | None, summary: dict[str, Any]
+    ) -> EvidenceRecord:
+        now = time.time()
+        body = json.dumps(summary, sort_keys=True, separators=(",", ":"))
+        cur = self._run(
+            lambda c: c.execute(
+                "INSERT INTO evidence (route, version, kind, passed, summary, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (route, version, kind, None if passed is None else int(passed), body, now),
+            )
+        )
+        return EvidenceRecord(cur.lastrowid, route, version, kind, passed, summary, now)
+
+    def list_evidence(
+        self, route: str, version: int | None = None, kind: str | None = None
+    ) -> list[EvidenceRecord]:
+        sql, args = "SELECT * FROM evidence WHERE route = ?", [route]
+        if version is not None:
+            sql, args = sql + " AND version = ?", [*args, version]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        rows = self._run(lambda c: c.execute(sql + " ORDER BY evidence_id", args).fetchall())
+        return [_evidence(r) for r in rows]
+
+    # -- Audit log -------------------------------------------------------------------------------
+
+    def append_audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> AuditRecord:
+        def append(c: sqlite3.Connection) -> AuditRecord:
+            # IMMEDIATE: two writers must not both chain onto the same previous record.
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                last = c.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS_HASH)
+                fields = {"seq": seq, "ts": time.time(), "actor": actor, "action": action, "target": target,
+                          "details": details}
+                digest = chain_hash(prev, fields)
+                c.execute(
+                    "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, fields["ts"], actor, action, target,
+                     json.dumps(details, sort_keys=True, separators=(",", ":")), prev, digest),
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return AuditRecord(seq, fields["ts"], actor, action, target, details, prev, digest)
+
+        return self._run(append)
+
+    def list_audit(self, since_seq: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        sql = "SELECT * FROM audit_log WHERE seq > ? ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = self._run(lambda c: c.execute(sql, (since_seq,)).fetchall())
+        return [
+            AuditRecord(r["seq"], r["ts"], r["actor"], r["action"], r["target"], json.loads(r["details"]),
+                        r["prev_hash"], r["hash"])
+            for r in rows
+        ]
+
     # -- Traces ---------------------------------------------------------------------------------
 
     def insert_traces(self, traces: list[dict[str, Any]]) -> int:
@@ -230,5 +311,17 @@ def _release(row: sqlite3.Row) -> ReleaseRecord:
         label=row["label"],
         content_hash=row["content_hash"],
         content=json.loads(row["content"]),
+        created_at=row["created_at"],
+    )
+
+
+def _evidence(row: sqlite3.Row) -> EvidenceRecord:
+    return EvidenceRecord(
+        evidence_id=row["evidence_id"],
+        route=row["route"],
+        version=row["version"],
+        kind=row["kind"],
+        passed=None if row["passed"] is None else bool(row["passed"]),
+        summary=json.loads(row["summary"]),
         created_at=row["created_at"],
     )
