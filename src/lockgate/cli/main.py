@@ -10,14 +10,13 @@ import time
 
 import click
 
+from lockgate.cli.context import config_or_exit, settings_of, store_or_exit
 from lockgate.cli.logging_setup import configure_logging
+from lockgate.cli.rollouts import register_rollout_commands
 from lockgate.config import ConfigError
 from lockgate.settings import Settings
-from lockgate.store import StoreUnavailable
 
-
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]
+_settings = settings_of
 
 
 @click.group()
@@ -43,7 +42,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     """Serve the gateway (the embedded demo when no --config is given)."""
     import uvicorn
 
+    from lockgate.control.commands import reconcile, state_of
     from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
+    from lockgate.rollout.status import route_summary
 
     configure_logging()
     base = _settings(ctx)
@@ -60,9 +61,10 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
     registry = register_releases(config, store)  # once, here, before workers race to do it
-    for route, releases in registry.items():
-        serving = releases[config.routes[route].serve]
-        click.echo(f"route {route}: serving {serving.release_id} ({serving.label}, {serving.content_hash[:12]})")
+    declared = {route: releases[config.routes[route].serve].version for route, releases in registry.items()}
+    reconcile(store, declared)
+    for route in registry:
+        click.echo(f"route {route}: {route_summary(state_of(store, route))}")
     if config.server.require_api_key and not store.list_keys():
         click.echo("no API keys yet: create one with `.venv/bin/lockgate keys create --name NAME` "
                    "(the key is printed on the last line)")
@@ -89,25 +91,22 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
 
     loader = TraceJournal(settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s)
     loader.start()
+    # Rollouts advance here too, next to the traces they are judged on.
+    from lockgate.rollout.controller import RolloutController
+
+    controller = RolloutController(store, list(config.routes))
+    controller.start()
     try:
         uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
     finally:
+        controller.stop()
         loader.stop()  # the workers sealed their segments on the way out; load them now
 
 
 # -- keys ----------------------------------------------------------------------------------------
 
 
-def _store(ctx: click.Context):  # noqa: ANN202 - returns the configured Store
-    from lockgate.gateway.runtime import open_store
-
-    settings = _settings(ctx)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return open_store(settings)
-    except StoreUnavailable as exc:
-        click.echo(f"error: cannot open the store in {settings.data_dir}: {exc}", err=True)
-        sys.exit(2)
+_store = store_or_exit
 
 
 @cli.group()
@@ -165,14 +164,7 @@ def release() -> None:
     """Register, list, show and diff releases."""
 
 
-def _config_or_exit(ctx: click.Context):  # noqa: ANN202 - returns LockgateConfig
-    from lockgate.gateway.runtime import load_settings_config
-
-    try:
-        return load_settings_config(_settings(ctx))
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+_config_or_exit = config_or_exit
 
 
 @release.command("create")
@@ -325,6 +317,9 @@ def eval_command(ctx: click.Context, suite_path: str, release_ref: str, baseline
     click.echo(summary_text(report))
     click.echo("reports: " + ", ".join(str(p) for p in paths.values()))
     sys.exit(0 if report["passed"] else 1)
+
+
+register_rollout_commands(cli)
 
 
 def main() -> None:

@@ -11,17 +11,13 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from lockgate.config.plans import ExperimentSpec, RolloutPlan
+from lockgate.config.strict import Strict
 from lockgate.guards.policy import DEFAULT_POLICY, GuardPolicy
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a config file must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CircuitPolicy(Strict):
@@ -148,12 +144,20 @@ class RouteConfig(Strict):
     trace_content: Literal["full", "hashed", "none"] = Field(
         default="full", description="How prompts and outputs are kept in traces."
     )
+    plans: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RolloutPlan] = Field(
+        default_factory=dict, description="Rollout plans, started with `lockgate rollout start`."
+    )
+    experiments: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ExperimentSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _serve_is_declared(self) -> RouteConfig:
+        known = ", ".join(sorted(self.releases)) or "none"
         if self.serve not in self.releases:
-            known = ", ".join(sorted(self.releases)) or "none"
             raise ValueError(f"serve: '{self.serve}' is not one of this route's releases ({known})")
+        for name, experiment in self.experiments.items():
+            for label in experiment.arms:
+                if label not in self.releases:
+                    raise ValueError(f"experiments.{name}: arm '{label}' is not one of this route's releases ({known})")
         return self
 
 

@@ -170,7 +170,9 @@ async def _serve_and_run(settings: Settings, config: LockgateConfig, store: Stor
     from lockgate.gateway.runtime import Runtime
 
     try:
-        runtime = Runtime(settings, config_for(config, ref), store, workers=1)
+        # The release under test, whatever a live rollout on the same store is doing.
+        runtime = Runtime(settings, config_for(config, ref), store, workers=1, follow_route_state=False,
+                          run_controller=False)
     except Exception as exc:
         raise EvalSetupError(f"cannot build the gateway for {ref.release_id}: {exc}") from exc
     app = create_app(runtime)

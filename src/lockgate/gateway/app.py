@@ -119,4 +119,5 @@ def create_app_from_env() -> Starlette:
     settings = Settings.from_env()
     config = load_settings_config(settings)
     workers = int(os.environ.get("LOCKGATE_WORKERS", "1"))
-    return create_app(Runtime(settings, config, open_store(settings), workers=workers))
+    # Workers of a supervisor never run the rollout controller: the supervisor does, once.
+    return create_app(Runtime(settings, config, open_store(settings), workers=workers, run_controller=workers == 1))

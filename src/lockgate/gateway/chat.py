@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from lockgate.backends.base import BackendCall, BackendFailure, Completion, StreamDelta
+from lockgate.control.assignment import Assignment, assign
 from lockgate.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -39,9 +40,11 @@ from lockgate.guards.base import Action
 from lockgate.guards.leakage import with_canary
 from lockgate.guards.streaming import StreamGuard
 from lockgate.observe import metrics
-from lockgate.store import ApiKeyRecord
+from lockgate.store import ApiKeyRecord, StoreUnavailable
 
 JSON = "application/json"
+PIN_HEADER = "x-lockgate-release"  # a tester pins a release of the route
+USER_HEADER = "x-lockgate-user"  # the user id for sticky assignment when the body has no `user`
 
 
 @dataclass
@@ -61,10 +64,17 @@ class RequestState:
     ttft_ms: float | None = None
     output: str | None = None
     guarded: guarding.GuardedRequest | None = None
+    assignment: Assignment | None = None
+    shadow_of: str | None = None  # set on a shadow copy: the request it copies
 
     @property
     def route(self) -> str | None:
         return self.release.route if self.release else (self.chat.model if self.chat else None)
+
+    @property
+    def static_answer(self) -> bool:
+        """The route's kill switch answers with a fixed message; no release is called."""
+        return self.assignment is not None and self.assignment.static_message is not None
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
@@ -74,7 +84,9 @@ class RequestState:
 
     def headers(self) -> dict[str, str]:
         h = {"x-request-id": self.request_id, "x-lockgate-overhead-ms": f"{self.overhead_ms():.3f}"}
-        h["x-lockgate-release"] = self.release.release_id if self.release else "none"
+        h["x-lockgate-release"] = self.release.release_id if self.release and not self.static_answer else "none"
+        if self.assignment is not None:
+            h["x-lockgate-assignment"] = self.assignment.role
         if self.guarded is not None:
             h[guarding.GUARD_ACTION_HEADER] = guarding.combined_action(self.guarded).value
         return h
@@ -88,8 +100,13 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
         body = await _read_body(request, rt.config.server.max_body_bytes)
         state.key = _authenticate(request, rt)
         state.chat = parse_chat_request(body)
-        state.release = _choose_release(state.chat, state.key, rt)
+        _check_route_access(state.chat, state.key, rt)
+        state.assignment = _assign(state.chat, request, state.request_id, rt)
+        state.release = rt.release_for(state.chat.model, state.assignment.version or rt.route_state(
+            state.chat.model).stable)
         _check_rate_limits(state, rt)
+        if state.static_answer:
+            return _static_answer(state, rt)
         release = state.release
         guarded = state.guarded = guarding.guard_input(
             rt.guards_for(release), release.spec, release.record.content_hash, state.chat
@@ -99,6 +116,8 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
         refusal = guarding.input_refusal(guarded.input)
         if refusal is not None:
             raise refusal
+        if state.assignment.shadow_version is not None:
+            rt.shadows.submit(state.request_id, state.chat, state.key, state.assignment.shadow_version)
         call = _backend_call(release, state.chat, guarded)
         if state.chat.stream:
             return await _stream(state, call, rt)
@@ -179,7 +198,7 @@ def _authenticate(request: Request, rt: Runtime) -> ApiKeyRecord | None:
     return key
 
 
-def _choose_release(chat: ChatRequest, key: ApiKeyRecord | None, rt: Runtime) -> ServingRelease:
+def _check_route_access(chat: ChatRequest, key: ApiKeyRecord | None, rt: Runtime) -> None:
     route = rt.route(chat.model)
     if route is None:
         known = ", ".join(sorted(rt.config.routes)) or "none"
@@ -192,7 +211,56 @@ def _choose_release(chat: ChatRequest, key: ApiKeyRecord | None, rt: Runtime) ->
             f"This API key may not use the route '{chat.model}'. It may use: {', '.join(key.routes)}.",
             param="model",
         )
-    return rt.serving_release(chat.model)
+
+
+def _assign(chat: ChatRequest, request: Request, request_id: str, rt: Runtime) -> Assignment:
+    """Kill switch, pins, experiments, canary weights: see lockgate.control.assignment."""
+    pinned = None
+    pin = request.headers.get(PIN_HEADER)
+    if pin:
+        pinned = _pinned_version(chat.model, pin.strip(), rt)
+    user = chat.user or request.headers.get(USER_HEADER)
+    assignment = assign(rt.route_state(chat.model), user=user, request_id=request_id, pinned=pinned)
+    return assignment
+
+
+def _pinned_version(route: str, pin: str, rt: Runtime) -> int:
+    """A tester's pin: `x-lockgate-release: support-bot@3`, `3` or a label declared in the config."""
+    config = rt.config.routes[route]
+    version: int | None = None
+    if pin in config.releases:
+        version = rt.registry[route][pin].version
+    elif pin.isdigit():
+        version = int(pin)
+    elif pin.startswith(route + "@") and pin[len(route) + 1:].isdigit():
+        version = int(pin[len(route) + 1:])
+    if version is not None:
+        try:
+            rt.release_for(route, version)
+            return version
+        except (KeyError, StoreUnavailable):
+            pass
+    raise InvalidRequest(
+        f"The header {PIN_HEADER}: {pin!r} names no release of route '{route}'. Use a label "
+        f"({', '.join(sorted(config.releases))}), a version number or {route}@N.",
+        param=PIN_HEADER,
+    )
+
+
+def _static_answer(state: RequestState, rt: Runtime) -> Response:
+    """The kill switch's fixed answer, in the shape of a normal completion."""
+    assert state.assignment is not None and state.chat is not None
+    state.output = state.assignment.static_message or ""
+    state.finish_reason = "stop"
+    body = orjson.dumps(
+        responses.completion_body(
+            completion_id=f"chatcmpl-{state.request_id}", created=state.created, model=state.chat.model,
+            text=state.output, finish_reason="stop", prompt_tokens=0, completion_tokens=0,
+        )
+    )
+    headers = state.headers()
+    _record(state, rt, status=200, outcome="kill_switch")
+    return Response(body, status_code=200, media_type=JSON, headers=headers)
 
 
 def _limits(state: RequestState, rt: Runtime, *, prompt_cost: float, token_cost: float) -> list[Charge]:
@@ -442,11 +510,13 @@ def _error_response(state: RequestState, exc: LockgateError, rt: Runtime) -> Res
 
 
 def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, error: LockgateError | None = None) -> None:
-    route, release = state.route, state.release
+    route, release = state.route, (None if state.static_answer else state.release)
     release_id = release.release_id if release else None
     elapsed = state.elapsed_s()
     trace: dict[str, Any] = {
         "trace_id": state.request_id,
+        "shadow_of": state.shadow_of,
+        "assignment": state.assignment.role if state.assignment else None,
         "ts": time.time(),
         "route": route,
         "release": release_id,
@@ -478,6 +548,11 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
     labels = {"route": route or "unknown", "release": release_id or "none"}
     if route is not None and rt.route(route) is None:
         labels["route"] = "unknown"  # never let clients mint label values
+    if state.shadow_of is not None:
+        metrics.SHADOW_REQUESTS.labels(result=outcome, **labels).inc()
+        return  # a shadow copy is not a request of the route: its numbers are in its trace only
+    if state.assignment is not None:
+        metrics.ASSIGNMENTS.labels(role=state.assignment.role, **labels).inc()
     metrics.REQUESTS.labels(outcome=outcome, **labels).inc()
     metrics.REQUEST_LATENCY.labels(**labels).observe(elapsed)
     if state.log.attempts:
@@ -530,3 +605,36 @@ def _sha(data: bytes) -> str:
 def _pseudonym(user: str) -> str:
     return "u_" + hashlib.sha256(("lockgate:" + user).encode()).hexdigest()[:16]
 
+
+
+# -- shadow copies -------------------------------------------------------------------------------
+
+
+async def run_shadow(rt: Runtime, primary_id: str, chat: ChatRequest, key: ApiKeyRecord | None, version: int) -> None:
+    """The candidate answers a copy of a request; the answer is traced (linked to the original by
+    `shadow_of`) and never returned. Same pipeline as live traffic: the candidate's guards, its
+    backend chain, its output guards."""
+    state = RequestState(request_id=f"{primary_id}-shadow", started=time.perf_counter(), created=int(time.time()),
+                         key=key, shadow_of=primary_id)
+    try:
+        state.chat = chat.model_copy(update={"stream": False})
+        state.release = release = rt.release_for(chat.model, version)
+        guarded = state.guarded = guarding.guard_input(
+            rt.guards_for(release), release.spec, release.record.content_hash, state.chat
+        )
+        refusal = guarding.input_refusal(guarded.input)
+        if refusal is not None:
+            raise refusal
+        call = _backend_call(release, state.chat, guarded)
+        completion = await rt.caller.complete(release.spec, call, state.log)
+        answer = await guarding.guard_answer(
+            guarded, release.spec, completion, lambda: rt.caller.complete(release.spec, call, state.log)
+        )
+    except LockgateError as exc:
+        _record(state, rt, status=exc.status, outcome=exc.code or "error", error=exc)
+        return
+    state.prompt_tokens = answer.completion.prompt_tokens
+    state.completion_tokens = answer.completion.completion_tokens
+    state.finish_reason = responses.normalise_finish_reason(answer.finish_reason)
+    state.output = answer.text
+    _record(state, rt, status=200, outcome=_outcome(state))

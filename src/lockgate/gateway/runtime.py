@@ -15,14 +15,18 @@ from lockgate.backends.http import HttpBackend
 from lockgate.backends.llama_cpp import LlamaCppBackend, default_threads
 from lockgate.config import LockgateConfig, ReleaseSpec, RouteConfig, load_config, load_default_config
 from lockgate.config.schema import HttpBackendConfig
+from lockgate.control.cache import ControlCache
+from lockgate.control.state import RouteState
 from lockgate.gateway.circuit import CircuitBreaker
 from lockgate.gateway.ratelimit import RateLimiter
 from lockgate.gateway.resilience import ReleaseCaller, chain_of
+from lockgate.gateway.shadow import ShadowRunner
 from lockgate.guards.pipeline import GuardSet
 from lockgate.observe import metrics
 from lockgate.observe.journal import TraceJournal
+from lockgate.rollout.controller import RolloutController
 from lockgate.settings import Settings
-from lockgate.store import ReleaseRecord, SqliteStore, Store
+from lockgate.store import ReleaseRecord, SqliteStore, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,12 @@ def register_releases(config: LockgateConfig, store: Store) -> dict[str, dict[st
 
 
 class Runtime:
-    def __init__(self, settings: Settings, config: LockgateConfig, store: Store, *, workers: int = 1) -> None:
+    def __init__(self, settings: Settings, config: LockgateConfig, store: Store, *, workers: int = 1,
+                 follow_route_state: bool = True, run_controller: bool | None = None) -> None:
+        """`follow_route_state=False` serves each route's configured `serve:` release whatever the
+        control plane says (an evaluation of one release must not be re-routed by a live rollout).
+        `run_controller`: advance rollouts from this process; by default the process that loads
+        traces does it (the lone worker; with several workers, the `serve` supervisor)."""
         self.settings = settings
         self.config = config
         self.store = store
@@ -81,6 +90,21 @@ class Runtime:
             )
         self.caller = ReleaseCaller(self.backends, self.breakers)
         self.registry = register_releases(config, store)
+        self._releases: dict[tuple[str, int], ServingRelease] = {
+            (route, record.version): ServingRelease(route, label, config.routes[route].releases[label], record)
+            for route, records in self.registry.items()
+            for label, record in records.items()
+        }
+        declared = {route: self.registry[route][rc.serve].version for route, rc in config.routes.items()}
+        self.follow_route_state = follow_route_state
+        self.control = ControlCache(store, declared if follow_route_state else {})
+        self._declared = declared
+        if follow_route_state:
+            self.control.refresh()
+            self._load_referenced_releases()
+        run_controller = workers == 1 and follow_route_state if run_controller is None else run_controller
+        self.controller = RolloutController(store, list(config.routes)) if run_controller else None
+        self.shadows = ShadowRunner(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._guard_sets: dict[str, GuardSet] = {}
         for route_name in config.routes:
@@ -92,9 +116,54 @@ class Runtime:
         return self.config.routes.get(name)
 
     def serving_release(self, route_name: str) -> ServingRelease:
-        route = self.config.routes[route_name]
-        label = route.serve
-        return ServingRelease(route_name, label, route.releases[label], self.registry[route_name][label])
+        """The route's stable release right now."""
+        return self.release_for(route_name, self.route_state(route_name).stable)
+
+    def route_state(self, route_name: str) -> RouteState:
+        if not self.follow_route_state:
+            return RouteState(route=route_name, stable=self._declared[route_name])
+        return self.control.state(route_name)
+
+    def release_for(self, route_name: str, version: int) -> ServingRelease:
+        release = self._releases.get((route_name, version))
+        if release is None:
+            # Not preloaded yet (a release registered through the admin API a moment ago): read it now.
+            self._load_release(route_name, version)
+            release = self._releases[(route_name, version)]
+        return release
+
+    def _load_release(self, route_name: str, version: int) -> None:
+        record = self.store.get_release(route_name, version)
+        if record is None:
+            raise KeyError(f"{route_name}@{version} is not in the release registry")
+        spec = ReleaseSpec.model_validate(record.content)
+        self._releases[(route_name, version)] = ServingRelease(route_name, record.label, spec, record)
+
+    def _load_referenced_releases(self) -> None:
+        """Every release a route's state may send traffic to is loaded before a request needs it."""
+        for route_name in self.config.routes:
+            state = self.control.state(route_name)
+            versions = {state.stable, state.last_good}
+            rollout = state.active_rollout()
+            if rollout is not None:
+                versions |= {rollout.candidate, rollout.stable}
+            if state.experiment is not None:
+                versions |= set(state.experiment.arms)
+            for version in versions - {None}:
+                if (route_name, version) not in self._releases:
+                    try:
+                        self._load_release(route_name, version)  # type: ignore[arg-type]
+                    except (KeyError, ValueError, StoreUnavailable) as exc:
+                        log.error("cannot load %s@%s for serving: %s", route_name, version, exc)
+
+    def _refresh_control(self) -> None:
+        self.control.refresh()
+        self._load_referenced_releases()
+
+    async def _run_control_refresher(self) -> None:
+        while True:
+            await asyncio.sleep(self.control.refresh_interval_s)
+            await asyncio.to_thread(self._refresh_control)
 
     def guards_for(self, release: ServingRelease) -> GuardSet:
         """Built once per release: guard objects hold compiled patterns and loaded models."""
@@ -120,6 +189,10 @@ class Runtime:
         await asyncio.to_thread(self.keys.refresh)
         self.journal.start()
         self._tasks.append(asyncio.create_task(self.keys.run_refresher()))
+        if self.follow_route_state:
+            self._tasks.append(asyncio.create_task(self._run_control_refresher()))
+        if self.controller is not None:
+            self.controller.start()
         self._tasks.append(asyncio.create_task(self._publish_gauges()))
         for name, backend in self.serving_backends().items():
             config = self.config.backends[name]
@@ -130,6 +203,9 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.shadows.drain()
+        if self.controller is not None:
+            await asyncio.to_thread(self.controller.stop)
         await asyncio.to_thread(self.journal.stop)
         for backend in self.backends.values():
             await backend.close()

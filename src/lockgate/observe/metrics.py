@@ -70,3 +70,20 @@ def render() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+ROLLOUT_WEIGHT = Gauge(
+    "lockgate_rollout_candidate_weight_percent",
+    "Percent of users the route's rollout candidate serves (0 when none or rolled back).",
+    ["route"],
+    multiprocess_mode="mostrecent",
+)
+ROLLOUT_SHADOW = Gauge(
+    "lockgate_rollout_shadow_percent", "Percent of requests copied to the route's shadow candidate.", ["route"],
+    multiprocess_mode="mostrecent",
+)
+ASSIGNMENTS = Counter(
+    "lockgate_assignments_total", "Requests by how their release was chosen.", ["route", "release", "role"]
+)
+SHADOW_REQUESTS = Counter(
+    "lockgate_shadow_requests_total", "Shadow copies sent to a candidate, by result.", ["route", "release", "result"]
+)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.audit.chain import GENESIS_HASH, AuditRecord, chain_hash
-from lockgate.store.base import ApiKeyRecord, EvidenceRecord, ReleaseRecord, StoreUnavailable
+from lockgate.store.base import ApiKeyRecord, EvidenceRecord, ReleaseRecord, ReleaseWindow, StoreUnavailable
+from lockgate.store.trace_facts import FACT_COLUMNS, trace_facts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -46,10 +47,20 @@ CREATE TABLE IF NOT EXISTS traces (
     status INTEGER NOT NULL,
     outcome TEXT NOT NULL,
     latency_ms REAL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    shadow_of TEXT,
+    release_failed INTEGER NOT NULL DEFAULT 0,
+    guard_violation INTEGER NOT NULL DEFAULT 0,
+    grounding_failed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS traces_ts ON traces (ts);
 CREATE INDEX IF NOT EXISTS traces_route_ts ON traces (route, ts);
+CREATE TABLE IF NOT EXISTS route_state (
+    route TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS evidence (
     evidence_id INTEGER PRIMARY KEY AUTOINCREMENT,
     route TEXT NOT NULL,
@@ -73,6 +84,19 @@ CREATE TABLE IF NOT EXISTS audit_log (
 """
 
 TRACE_COLUMNS = ("trace_id", "ts", "route", "release", "key_id", "status", "outcome", "latency_ms")
+# Traces that say something about the release that served them: not a client's own mistake (4xx),
+# unless an output guard stopped the answer (that 4xx is the release's doing).
+_COUNTED = "(status < 400 OR status >= 500 OR guard_violation = 1)"
+
+# Columns added after the first release of the schema, with their definitions, for in-place upgrades.
+ADDED_COLUMNS = {
+    "traces": {
+        "shadow_of": "TEXT",
+        "release_failed": "INTEGER NOT NULL DEFAULT 0",
+        "guard_violation": "INTEGER NOT NULL DEFAULT 0",
+        "grounding_failed": "INTEGER NOT NULL DEFAULT 0",
+    },
+}
 
 
 class SqliteStore:
@@ -112,7 +136,15 @@ class SqliteStore:
                 self._local.conn = None
 
     def migrate(self) -> None:
-        self._run(lambda c: c.executescript(SCHEMA))
+        def upgrade(c: sqlite3.Connection) -> None:
+            c.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {row["name"] for row in c.execute(f"PRAGMA table_info({table})")}
+                for name, definition in columns.items():
+                    if name not in have:
+                        c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+        self._run(upgrade)
 
     # -- API keys -------------------------------------------------------------------------------
 
@@ -269,13 +301,20 @@ class SqliteStore:
     # -- Traces ---------------------------------------------------------------------------------
 
     def insert_traces(self, traces: list[dict[str, Any]]) -> int:
-        rows = [(*(t.get(col) for col in TRACE_COLUMNS), json.dumps(t, separators=(",", ":"))) for t in traces]
+        rows = [
+            (*(t.get(col) for col in TRACE_COLUMNS), json.dumps(t, separators=(",", ":")), *trace_facts(t))
+            for t in traces
+        ]
 
         def insert(c: sqlite3.Connection) -> int:
             c.execute("BEGIN IMMEDIATE")
             try:
                 before = c.total_changes
-                c.executemany("INSERT OR IGNORE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                c.executemany(
+                    f"INSERT OR IGNORE INTO traces ({', '.join(TRACE_COLUMNS)}, body, {', '.join(FACT_COLUMNS)}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
                 inserted = c.total_changes - before
                 c.execute("COMMIT")
             except BaseException:
@@ -296,6 +335,70 @@ class SqliteStore:
     def get_trace(self, trace_id: str) -> dict[str, Any] | None:
         row = self._run(lambda c: c.execute("SELECT body FROM traces WHERE trace_id = ?", (trace_id,)).fetchone())
         return json.loads(row["body"]) if row else None
+
+    def release_window(self, route: str, since: float, until: float | None = None) -> list[ReleaseWindow]:
+        """Per (release, shadow or not): counts and latencies of the route's traces in [since, until)."""
+        until = until if until is not None else time.time() + 1
+        args = (route, since, until)
+        counts = self._run(lambda c: c.execute(
+            "SELECT release, shadow_of IS NOT NULL AS shadow, COUNT(*) AS n, SUM(release_failed) AS failed, "
+            "SUM(guard_violation) AS violations, SUM(grounding_failed) AS grounding "
+            f"FROM traces WHERE route = ? AND ts >= ? AND ts < ? AND release IS NOT NULL AND {_COUNTED} "
+            "GROUP BY release, shadow", args).fetchall())
+        latencies = self._run(lambda c: c.execute(
+            "SELECT release, shadow_of IS NOT NULL AS shadow, latency_ms FROM traces "
+            "WHERE route = ? AND ts >= ? AND ts < ? AND release IS NOT NULL AND status < 400", args).fetchall())
+        by_key: dict[tuple[str, bool], list[float]] = {}
+        for row in latencies:
+            by_key.setdefault((row["release"], bool(row["shadow"])), []).append(row["latency_ms"] or 0.0)
+        return [
+            ReleaseWindow(
+                release=r["release"], shadow=bool(r["shadow"]), requests=r["n"], failed=r["failed"] or 0,
+                guard_violations=r["violations"] or 0, grounding_failures=r["grounding"] or 0,
+                latencies_ms=tuple(sorted(by_key.get((r["release"], bool(r["shadow"])), ()))),
+            )
+            for r in counts
+            if r["release"] is not None
+        ]
+
+    def traces_between(
+        self, route: str, since: float, until: float | None = None, *, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Trace bodies of a route in [since, until), oldest first: for checks that read content."""
+        until = until if until is not None else time.time() + 1
+        rows = self._run(lambda c: c.execute(
+            "SELECT body FROM traces WHERE route = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?",
+            (route, since, until, limit)).fetchall())
+        return [json.loads(r["body"]) for r in rows]
+
+    # -- Route state (control plane) -------------------------------------------------------------
+
+    def get_route_state(self, route: str) -> tuple[int, dict[str, Any]] | None:
+        row = self._run(lambda c: c.execute("SELECT revision, body FROM route_state WHERE route = ?",
+                                            (route,)).fetchone())
+        return (row["revision"], json.loads(row["body"])) if row else None
+
+    def list_route_states(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        rows = self._run(lambda c: c.execute("SELECT route, revision, body FROM route_state").fetchall())
+        return {r["route"]: (r["revision"], json.loads(r["body"])) for r in rows}
+
+    def put_route_state(self, route: str, body: dict[str, Any], expected_revision: int) -> bool:
+        """Compare-and-set: writes only if the stored revision is still `expected_revision` (0: absent).
+        Two writers (the CLI, the controller, another replica) cannot overwrite each other unseen."""
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+        def put(c: sqlite3.Connection) -> bool:
+            if expected_revision == 0:
+                cur = c.execute("INSERT OR IGNORE INTO route_state VALUES (?, 1, ?, ?)", (route, text, time.time()))
+            else:
+                cur = c.execute(
+                    "UPDATE route_state SET revision = revision + 1, body = ?, updated_at = ? "
+                    "WHERE route = ? AND revision = ?",
+                    (text, time.time(), route, expected_revision),
+                )
+            return cur.rowcount == 1
+
+        return self._run(put)
 
     def count_traces(self) -> int:
         return self._run(lambda c: c.execute("SELECT COUNT(*) FROM traces").fetchone()[0])

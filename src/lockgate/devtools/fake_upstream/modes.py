@@ -20,10 +20,13 @@ FAULT_MODES: tuple[str, ...] = (
     "fault-cut-stream",
     "fault-slow",
     "fault-slow-stream",
+    "fault-leak",
 )
 """Every mode the fake understands; `fault-slow` and `fault-slow-stream` also accept a `-SECONDS` suffix."""
 
 DEFAULT_DELAY_S = 2.0
+# `fault-leak`: a well-formed answer that leaks personal data, for output-guard scenarios.
+LEAKED_ANSWER = "Sure. The customer is jane.doe@example.com, card 4111 1111 1111 1111."
 MAX_CONTENT_CHARS = 200
 STREAM_PIECES = 4
 

@@ -21,6 +21,7 @@ from .modes import (
     _MALFORMED_BODY,
     DEFAULT_DELAY_S,
     FAULT_MODES,
+    LEAKED_ANSWER,
     _answer,
     _completion_body,
     _count_tokens,
@@ -274,6 +275,8 @@ class FakeUpstream:
         completion_id = f"chatcmpl-fake{self._seq:010x}"
         created = int(time.time())
         content, prompt_tokens = _answer(body)
+        if mode == "fault-leak":
+            content = LEAKED_ANSWER
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": _count_tokens(content),

@@ -1,0 +1,53 @@
+"""What every `lockgate` command needs from its context: settings, the store, the configuration."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from lockgate.config import ConfigError
+from lockgate.settings import Settings
+from lockgate.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from lockgate.config import LockgateConfig
+    from lockgate.store import Store
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def store_or_exit(ctx: click.Context) -> Store:
+    from lockgate.gateway.runtime import open_store
+
+    settings = settings_of(ctx)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return open_store(settings)
+    except StoreUnavailable as exc:
+        click.echo(f"error: cannot open the store in {settings.data_dir}: {exc}", err=True)
+        sys.exit(2)
+
+
+def config_or_exit(ctx: click.Context) -> LockgateConfig:
+    from lockgate.gateway.runtime import load_settings_config
+
+    try:
+        return load_settings_config(settings_of(ctx))
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+def operator(explicit: str | None = None) -> str:
+    """Who is acting, for the audit log: `--as NAME`, else the OS user."""
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
