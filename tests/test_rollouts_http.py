@@ -128,7 +128,7 @@ def test_canary_is_sticky_by_user_then_analysis_promotes(setup):
     assert "echo@2 over echo@1" in out.stdout and "candidate serves 50% of users" in out.stdout
     time.sleep(0.6)  # workers refresh their copy of the route state a few times a second
     served: dict[str, set[str]] = {}
-    for round_ in range(3):
+    for _ in range(3):
         for u in range(30):
             r = chat(gw, key, user=f"user-{u}")
             assert r.status_code == 200
