@@ -1,6 +1,25 @@
 """Persistent state behind one interface: API keys, the release registry and traces."""
 
-from lockgate.store.base import ApiKeyRecord, EvidenceRecord, ReleaseRecord, Store, StoreUnavailable
+from lockgate.store.base import (
+    ApiKeyRecord,
+    ChainHead,
+    EvidenceRecord,
+    ReleaseRecord,
+    RetentionCutoffs,
+    Store,
+    StoreUnavailable,
+    TraceLink,
+)
 from lockgate.store.sqlite import SqliteStore
 
-__all__ = ["ApiKeyRecord", "EvidenceRecord", "ReleaseRecord", "SqliteStore", "Store", "StoreUnavailable"]
+__all__ = [
+    "ApiKeyRecord",
+    "ChainHead",
+    "EvidenceRecord",
+    "ReleaseRecord",
+    "RetentionCutoffs",
+    "SqliteStore",
+    "Store",
+    "StoreUnavailable",
+    "TraceLink",
+]
