@@ -6,6 +6,7 @@ Each thread gets its own connection, because sqlite3 connections must not cross 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from lockgate.audit.chain import (
     AUDIT_CHAIN,
     GENESIS_HASH,
@@ -21,7 +24,6 @@ from lockgate.audit.chain import (
     AuditRecord,
     canonical_json,
     chain_hash,
-    sha256_text,
     trace_link_fields,
 )
 from lockgate.store.base import (
@@ -304,11 +306,14 @@ class SqliteStore:
     # -- Traces ---------------------------------------------------------------------------------
 
     def insert_traces(self, traces: list[dict[str, Any]]) -> int:
-        # Serialised and hashed before the write lock is taken: the lock is shared with every writer.
+        # Serialised and hashed before the write lock is taken: the lock is shared with every writer. The
+        # link covers the stored text itself (verification hashes what is stored, never re-serialises),
+        # so the fast serialiser is safe; sorted keys make equal traces equal text.
         prepared = []
         for t in traces:
-            body = canonical_json(t)
-            prepared.append((t.get("trace_id"), (*(t.get(col) for col in TRACE_COLUMNS), body), sha256_text(body)))
+            raw = orjson.dumps(t, option=orjson.OPT_SORT_KEYS)
+            prepared.append((t.get("trace_id"), (*(t.get(col) for col in TRACE_COLUMNS), raw.decode("utf-8")),
+                             hashlib.sha256(raw).hexdigest()))
 
         def insert(c: sqlite3.Connection) -> int:
             c.execute("BEGIN IMMEDIATE")
