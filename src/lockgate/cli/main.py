@@ -53,7 +53,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     """Serve the gateway (the embedded demo when no --config is given)."""
     import uvicorn
 
+    from lockgate.audit.actions import record_config_loaded
     from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
+    from lockgate.privacy.secret import install_secret
 
     configure_logging()
     base = _settings(ctx)
@@ -70,9 +72,6 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
     registry = register_releases(config, store, actor=_actor(ctx))  # once, here, before workers race to do it
-    from lockgate.audit.actions import record_config_loaded
-    from lockgate.privacy.secret import install_secret
-
     record_config_loaded(store, config, str(settings.config_path or "<embedded demo.yaml>"), _actor(ctx))
     install_secret(settings.data_dir)  # created here, once, rather than by racing workers
     for route, releases in registry.items():
