@@ -1,5 +1,5 @@
-"""The tamper-evident audit log: every admin action, hash-chained."""
+"""The tamper-evident audit log: every admin action and every trace, hash-chained."""
 
-from lockgate.audit.chain import GENESIS_HASH, AuditRecord, chain_hash
+from lockgate.audit.chain import GENESIS_HASH, AuditRecord, canonical_json, chain_hash
 
-__all__ = ["GENESIS_HASH", "AuditRecord", "chain_hash"]
+__all__ = ["GENESIS_HASH", "AuditRecord", "canonical_json", "chain_hash"]

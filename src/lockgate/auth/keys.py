@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from lockgate.audit.actions import default_actor, record_key_created, record_key_revoked
 from lockgate.store import ApiKeyRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ def create_key(
     routes: list[str] | None = None,
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
+    actor: str | None = None,
 ) -> NewKey:
+    """Creates and stores a key, and records it in the audit log (by `actor`, default the OS user)."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKeyRecord(
         key_id="key_" + secrets.token_hex(6),
@@ -50,7 +53,18 @@ def create_key(
         created_at=time.time(),
     )
     store.add_key(record)
+    record_key_created(store, record, actor or default_actor())
     return NewKey(record=record, plaintext=plaintext)
+
+
+def revoke_key(store: Store, key_id_or_name: str, *, actor: str | None = None) -> bool:
+    """Revokes the active key(s) with this id or name; each revocation is recorded in the audit log."""
+    matching = [k for k in store.list_keys() if key_id_or_name in (k.key_id, k.name)]
+    if not store.revoke_key(key_id_or_name, time.time()):
+        return False
+    for key in matching:
+        record_key_revoked(store, key, actor or default_actor())
+    return True
 
 
 class KeyRing:

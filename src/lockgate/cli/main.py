@@ -19,15 +19,25 @@ from lockgate.settings import Settings
 _settings = settings_of
 
 
+def _actor(ctx: click.Context) -> str:
+    """Who the audit log names for this command: --actor, else the operating-system user."""
+    from lockgate.audit.actions import default_actor
+
+    return ctx.find_root().obj.get("actor") or default_actor()
+
+
 @click.group()
 @click.option("--data-dir", envvar="LOCKGATE_DATA_DIR", default=None, help="Data folder (default ./.lockgate).")
 @click.option("--config", "config_path", envvar="LOCKGATE_CONFIG", default=None, type=click.Path(),
               help="lockgate.yaml to use (default: the embedded demo).")
+@click.option("--actor", envvar="LOCKGATE_ACTOR", default=None,
+              help="Who is acting, for the audit log (default: your operating-system user).")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str | None, config_path: str | None) -> None:
+def cli(ctx: click.Context, data_dir: str | None, config_path: str | None, actor: str | None) -> None:
     """Lockgate: the safety layer between an AI application and production."""
     ctx.ensure_object(dict)
     ctx.obj["settings"] = Settings.from_env(data_dir=data_dir, config=config_path)
+    ctx.obj["actor"] = actor
 
 
 @cli.command()
@@ -42,8 +52,10 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     """Serve the gateway (the embedded demo when no --config is given)."""
     import uvicorn
 
+    from lockgate.audit.actions import record_config_loaded
     from lockgate.control.commands import reconcile, state_of
     from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
+    from lockgate.privacy.secret import install_secret
     from lockgate.rollout.status import route_summary
 
     configure_logging()
@@ -60,7 +72,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
         sys.exit(2)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
-    registry = register_releases(config, store)  # once, here, before workers race to do it
+    registry = register_releases(config, store, actor=_actor(ctx))  # once, here, before workers race to do it
+    record_config_loaded(store, config, str(settings.config_path or "<embedded demo.yaml>"), _actor(ctx))
+    install_secret(settings.data_dir)  # created here, once, rather than by racing workers
     declared = {route: releases[config.routes[route].serve].version for route, releases in registry.items()}
     reconcile(store, declared)
     for route in registry:
@@ -88,8 +102,10 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # The supervisor loads every worker's journaled traces into the store, off the workers' interpreters.
     from lockgate.observe.journal import TraceJournal
+    from lockgate.observe.retention import RetentionSweeper
 
-    loader = TraceJournal(settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s)
+    loader = TraceJournal(settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s,
+                          housekeeping=RetentionSweeper(store, config))
     loader.start()
     # Rollouts advance here too, next to the traces they are judged on.
     from lockgate.rollout.controller import RolloutController
@@ -125,7 +141,8 @@ def keys_create(ctx: click.Context, name: str, routes: str | None, rpm: int | No
     from lockgate.auth.keys import create_key
 
     route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
-    new = create_key(_store(ctx), name, routes=route_list, requests_per_minute=rpm, tokens_per_minute=tpm)
+    new = create_key(_store(ctx), name, routes=route_list, requests_per_minute=rpm, tokens_per_minute=tpm,
+                     actor=_actor(ctx))
     click.echo(f"created key {new.record.key_id} ({name}); routes: {','.join(route_list) if route_list else 'all'}. "
                "Store it now: it is not shown again.")
     click.echo(new.plaintext)
@@ -150,7 +167,9 @@ def keys_list(ctx: click.Context, include_revoked: bool) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key: str) -> None:
     """Revoke a key by id or name. Gateways stop accepting it within seconds."""
-    if not _store(ctx).revoke_key(key, time.time()):
+    from lockgate.auth.keys import revoke_key
+
+    if not revoke_key(_store(ctx), key, actor=_actor(ctx)):
         click.echo(f"error: no active key with id or name '{key}'; see `lockgate keys list`", err=True)
         sys.exit(1)
     click.echo(f"revoked {key}")
@@ -176,7 +195,7 @@ def release_create(ctx: click.Context) -> None:
     config = _config_or_exit(ctx)
     store = _store(ctx)
     known = {(r.route, r.content_hash) for r in store.list_releases()}
-    for route, records in register_releases(config, store).items():
+    for route, records in register_releases(config, store, actor=_actor(ctx)).items():
         for label, record in records.items():
             state = "unchanged" if (route, record.content_hash) in known else "new"
             click.echo(f"{record.release_id:<24} {label:<12} {record.content_hash[:12]}  {state}")
@@ -320,6 +339,9 @@ def eval_command(ctx: click.Context, suite_path: str, release_ref: str, baseline
 
 
 register_rollout_commands(cli)
+from lockgate.cli.audit import audit  # noqa: E402 - the command group lives in its own module
+
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -141,8 +141,11 @@ class RouteConfig(Strict):
     serve: str = Field(description="The label of the release that serves traffic.")
     releases: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ReleaseSpec]
     rate_limit: RateLimit = RateLimit()
-    trace_content: Literal["full", "hashed", "none"] = Field(
-        default="full", description="How prompts and outputs are kept in traces."
+    trace_content: Literal["full", "redacted", "hashed", "none"] = Field(
+        default="full", description="How prompts and outputs are kept in traces (lockgate.privacy.content)."
+    )
+    retention_days: int | None = Field(
+        default=None, ge=1, description="Delete this route's traces after N days; None: tracing.retention_days."
     )
     plans: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RolloutPlan] = Field(
         default_factory=dict, description="Rollout plans, started with `lockgate rollout start`."
@@ -170,7 +173,8 @@ class ServerConfig(Strict):
 
 class TracingConfig(Strict):
     flush_interval_s: float = Field(default=0.2, gt=0, le=60)
-    retention_days: int | None = Field(default=None, ge=1)
+    # Traces older than this are deleted (per route: routes.<name>.retention_days); null keeps them.
+    retention_days: int | None = Field(default=14, ge=1)
 
 
 class LockgateConfig(Strict):

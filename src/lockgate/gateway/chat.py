@@ -8,7 +8,6 @@ the journal before the response is acknowledged.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from collections.abc import AsyncIterator
@@ -522,7 +521,7 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
         "release": release_id,
         "release_hash": release.record.content_hash if release else None,
         "key_id": state.key.key_id if state.key else None,
-        "user": _pseudonym(state.chat.user) if state.chat and state.chat.user else None,
+        "user": rt.pseudonyms.of(state.chat.user) if state.chat and state.chat.user else None,
         "stream": bool(state.chat and state.chat.stream),
         "status": status,
         "outcome": outcome,
@@ -543,6 +542,7 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
     if state.guarded is not None:
         trace.update(guarding.trace_fields(state.guarded))
     trace.update(_content(state, rt))
+    rt.trace_content.scrub(trace)
     rt.journal.append(trace)
 
     labels = {"route": route or "unknown", "release": release_id or "none"}
@@ -574,7 +574,7 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
 
 
 def _content(state: RequestState, rt: Runtime) -> dict[str, Any]:
-    """Prompt and output as the route's `trace_content` setting allows: full, hashed or not at all."""
+    """Prompt and output as the route's `trace_content` setting allows (lockgate.privacy.content)."""
     if state.chat is None:
         return {}
     route = rt.route(state.chat.model)
@@ -589,22 +589,10 @@ def _content(state: RequestState, rt: Runtime) -> dict[str, Any]:
             prompt = [{"role": m.role, "content": m.text()} for m in state.chat.messages]
         except InvalidRequest:
             prompt = []
-    if mode == "hashed":
-        return {"content_mode": "hashed", "prompt_sha256": _sha(orjson.dumps(prompt)),
-                "output_sha256": _sha((state.output or "").encode())}
     output = state.output
     if output and state.guarded is not None:
         output = state.guarded.placeholders.redact_known(output)
-    return {"content_mode": "full", "prompt": prompt, "output": output}
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _pseudonym(user: str) -> str:
-    return "u_" + hashlib.sha256(("lockgate:" + user).encode()).hexdigest()[:16]
-
+    return rt.trace_content.fields(mode, prompt, output)
 
 
 # -- shadow copies -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.audit.actions import default_actor, record_release_created
 from lockgate.auth.keys import KeyRing
 from lockgate.backends.base import Backend
 from lockgate.backends.http import HttpBackend
@@ -24,6 +25,10 @@ from lockgate.gateway.shadow import ShadowRunner
 from lockgate.guards.pipeline import GuardSet
 from lockgate.observe import metrics
 from lockgate.observe.journal import TraceJournal
+from lockgate.observe.retention import RetentionSweeper
+from lockgate.privacy.content import TraceContent
+from lockgate.privacy.pseudonym import Pseudonyms
+from lockgate.privacy.secret import install_secret
 from lockgate.rollout.controller import RolloutController
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, SqliteStore, Store, StoreUnavailable
@@ -47,14 +52,21 @@ def load_settings_config(settings: Settings) -> LockgateConfig:
     return load_config(settings.config_path) if settings.config_path else load_default_config()
 
 
-def register_releases(config: LockgateConfig, store: Store) -> dict[str, dict[str, ReleaseRecord]]:
-    """Gives every declared release its version: the same content keeps its version forever."""
+def register_releases(
+    config: LockgateConfig, store: Store, *, actor: str | None = None
+) -> dict[str, dict[str, ReleaseRecord]]:
+    """Gives every declared release its version: the same content keeps its version forever. A
+    version created here is recorded in the audit log (by `actor`, default the OS user)."""
+    known = {(r.route, r.content_hash) for r in store.list_releases()}
     registry: dict[str, dict[str, ReleaseRecord]] = {}
     for route_name, route in config.routes.items():
-        registry[route_name] = {
-            label: store.register_release(route_name, label, spec.content_hash(), spec.content())
-            for label, spec in route.releases.items()
-        }
+        registry[route_name] = {}
+        for label, spec in route.releases.items():
+            record = store.register_release(route_name, label, spec.content_hash(), spec.content())
+            registry[route_name][label] = record
+            if (route_name, record.content_hash) not in known:
+                known.add((route_name, record.content_hash))
+                record_release_created(store, record, actor or default_actor())
     return registry
 
 
@@ -70,9 +82,15 @@ class Runtime:
         self.store = store
         self.keys = KeyRing(store)
         self.rate_limiter = RateLimiter(settings.ratelimit_path)
-        # With several workers the supervisor loads traces (`lockgate serve`); a lone worker does it itself.
+        secret = install_secret(settings.data_dir)
+        self.pseudonyms = Pseudonyms(secret)
+        self.trace_content = TraceContent(secret)
+        # With several workers the supervisor loads traces (`lockgate serve`); a lone worker does it itself,
+        # and deletes expired ones where it loads them.
+        loads = workers == 1
         self.journal = TraceJournal(
-            settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s, loads=workers == 1
+            settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s, loads=loads,
+            housekeeping=RetentionSweeper(store, config) if loads else None,
         )
         self.backends: dict[str, Backend] = {}
         self.breakers: dict[str, CircuitBreaker] = {}

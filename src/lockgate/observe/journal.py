@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,15 @@ MAX_BATCH = 2000
 
 class TraceJournal:
     def __init__(
-        self, spool_dir: Path, store: Store, *, flush_interval_s: float = 0.2, loads: bool = True
+        self, spool_dir: Path, store: Store, *, flush_interval_s: float = 0.2, loads: bool = True,
+        housekeeping: Callable[[], None] | None = None,
     ) -> None:
         """`loads=False` makes a writer that only seals its segments: with several worker processes
         one loader in the supervisor does the loading, so the workers' interpreters spend no time
-        parsing segments and talking to the database."""
+        parsing segments and talking to the database. `housekeeping` runs on the loader's thread
+        after each load (the retention sweep: it decides itself when it is due)."""
         self.loads = loads
+        self._housekeeping = housekeeping
         self.spool_dir = spool_dir
         self._store = store
         self._flush_interval_s = flush_interval_s
@@ -113,6 +117,8 @@ class TraceJournal:
                 if self.loads:
                     self.recover_orphans()  # not only at start: processes die while this one runs
                 self.flush()
+                if self._housekeeping is not None:
+                    self._housekeeping()
                 backoff = self._flush_interval_s
             except StoreUnavailable as exc:
                 if self.store_healthy:

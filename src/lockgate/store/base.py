@@ -7,7 +7,8 @@ is not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lockgate.audit.chain import AuditRecord
@@ -73,6 +74,52 @@ class ReleaseWindow:
     latencies_ms: tuple[float, ...]  # sorted, successful requests only
 
 
+@dataclass(frozen=True)
+class ChainHead:
+    """The last link a chain's writer wrote, kept apart from the chain so a cut tail shows."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class TraceLink:
+    """One link of the trace chain, with what is left of its trace."""
+
+    seq: int
+    trace_id: str
+    ts: float
+    route: str | None
+    body_sha256: str
+    prev_hash: str
+    hash: str
+    expired_by: int | None  # the audit seq of the retention run that deleted the body
+    body: str | None = None  # the stored JSON; None when the trace row is gone (or not asked for)
+    columns: dict[str, Any] | None = None  # the trace row's indexed columns, derived from the body
+
+
+@dataclass(frozen=True)
+class RetentionCutoffs:
+    """Traces older than these times (epoch seconds) are deleted: per configured route, and one for
+    every other route (routes since removed from the configuration, unknown models). None keeps."""
+
+    by_route: dict[str, float | None] = field(default_factory=dict)
+    other_routes: float | None = None
+
+    def cutoff_for(self, route: str | None) -> float | None:
+        return self.by_route[route] if route is not None and route in self.by_route else self.other_routes
+
+    def deletes_anything(self) -> bool:
+        return self.other_routes is not None or any(c is not None for c in self.by_route.values())
+
+    def as_details(self) -> dict[str, Any]:
+        return {"cutoffs": dict(self.by_route), "other_routes_cutoff": self.other_routes}
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any]) -> RetentionCutoffs:
+        return cls(dict(details.get("cutoffs") or {}), details.get("other_routes_cutoff"))
+
+
 class Store(Protocol):
     def migrate(self) -> None: ...
 
@@ -96,9 +143,14 @@ class Store(Protocol):
 
     # Audit log: append-only, hash-chained (see lockgate.audit.chain).
     def append_audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> AuditRecord: ...
-    def list_audit(self, since_seq: int = 0, limit: int | None = None) -> list[AuditRecord]: ...
+    def list_audit(
+        self, since_seq: int = 0, limit: int | None = None, action: str | None = None
+    ) -> list[AuditRecord]: ...
+    def chain_head(self, chain: str) -> ChainHead | None: ...
 
-    # Traces: idempotent on trace id, so a journal segment can be replayed safely.
+    # Traces: idempotent on trace id, so a journal segment can be replayed safely. Each newly
+    # stored trace is linked into the trace chain in the same transaction.
+
     def insert_traces(self, traces: list[dict[str, Any]]) -> int: ...
     def recent_traces(self, limit: int = 20, route: str | None = None) -> list[dict[str, Any]]: ...
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
@@ -112,5 +164,13 @@ class Store(Protocol):
     def get_route_state(self, route: str) -> tuple[int, dict[str, Any]] | None: ...
     def list_route_states(self) -> dict[str, tuple[int, dict[str, Any]]]: ...
     def put_route_state(self, route: str, body: dict[str, Any], expected_revision: int) -> bool: ...
+
+    # The trace chain, for verification: links in seq order, and traces that have no link.
+    def iter_trace_links(self, *, with_bodies: bool = True) -> Iterator[TraceLink]: ...
+    def unchained_traces(self, limit: int = 10) -> tuple[int, list[str]]: ...
+
+    # Retention: deletes the traces older than the cutoffs and records the run in the audit log
+    # ("trace.retention"), in one transaction; None when nothing was old enough.
+    def expire_traces(self, cutoffs: RetentionCutoffs, *, actor: str) -> AuditRecord | None: ...
 
     def close(self) -> None: ...

@@ -6,15 +6,36 @@ Each thread gets its own connection, because sqlite3 connections must not cross 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lockgate.audit.chain import GENESIS_HASH, AuditRecord, chain_hash
-from lockgate.store.base import ApiKeyRecord, EvidenceRecord, ReleaseRecord, ReleaseWindow, StoreUnavailable
+import orjson
+
+from lockgate.audit.chain import (
+    AUDIT_CHAIN,
+    GENESIS_HASH,
+    TRACE_CHAIN,
+    AuditRecord,
+    canonical_json,
+    chain_hash,
+    trace_link_fields,
+)
+from lockgate.store.base import (
+    ApiKeyRecord,
+    ChainHead,
+    EvidenceRecord,
+    ReleaseRecord,
+    ReleaseWindow,
+    RetentionCutoffs,
+    StoreUnavailable,
+    TraceLink,
+)
 from lockgate.store.trace_facts import FACT_COLUMNS, trace_facts
 
 SCHEMA = """
@@ -80,6 +101,26 @@ CREATE TABLE IF NOT EXISTS audit_log (
     details TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
+);
+-- The last link each chain's writer wrote ('audit', 'traces'), updated in the same transaction as
+-- the link: a log whose tail was cut no longer ends where its head says (lockgate.audit.verify).
+CREATE TABLE IF NOT EXISTS chain_heads (
+    chain TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+-- One link per stored trace, in the order traces were stored (lockgate.audit.chain). Kept when
+-- retention deletes the trace itself (expired_by names that run's audit record), and pruned only
+-- from the oldest end, behind an anchor recorded in the audit log.
+CREATE TABLE IF NOT EXISTS trace_chain (
+    seq INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL UNIQUE,
+    ts REAL NOT NULL,
+    route TEXT,
+    body_sha256 TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    expired_by INTEGER
 );
 """
 
@@ -271,56 +312,74 @@ class SqliteStore:
             # IMMEDIATE: two writers must not both chain onto the same previous record.
             c.execute("BEGIN IMMEDIATE")
             try:
-                last = c.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS_HASH)
-                fields = {"seq": seq, "ts": time.time(), "actor": actor, "action": action, "target": target,
-                          "details": details}
-                digest = chain_hash(prev, fields)
-                c.execute(
-                    "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, fields["ts"], actor, action, target,
-                     json.dumps(details, sort_keys=True, separators=(",", ":")), prev, digest),
-                )
+                record = _append_audit(c, actor, action, target, details)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
-            return AuditRecord(seq, fields["ts"], actor, action, target, details, prev, digest)
+            return record
 
         return self._run(append)
 
-    def list_audit(self, since_seq: int = 0, limit: int | None = None) -> list[AuditRecord]:
-        sql = "SELECT * FROM audit_log WHERE seq > ? ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else "")
-        rows = self._run(lambda c: c.execute(sql, (since_seq,)).fetchall())
+    def list_audit(self, since_seq: int = 0, limit: int | None = None, action: str | None = None) -> list[AuditRecord]:
+        sql, args = "SELECT * FROM audit_log WHERE seq > ?", [since_seq]
+        if action is not None:
+            sql, args = sql + " AND action = ?", [*args, action]
+        sql += " ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = self._run(lambda c: c.execute(sql, args).fetchall())
         return [
             AuditRecord(r["seq"], r["ts"], r["actor"], r["action"], r["target"], json.loads(r["details"]),
                         r["prev_hash"], r["hash"])
             for r in rows
         ]
 
+    def chain_head(self, chain: str) -> ChainHead | None:
+        return self._run(lambda c: _stored_head(c, chain))
+
     # -- Traces ---------------------------------------------------------------------------------
 
     def insert_traces(self, traces: list[dict[str, Any]]) -> int:
-        rows = [
-            (*(t.get(col) for col in TRACE_COLUMNS), json.dumps(t, separators=(",", ":")), *trace_facts(t))
-            for t in traces
-        ]
+        # Serialised and hashed before the write lock is taken: the lock is shared with every writer. The
+        # link covers the stored text itself (verification hashes what is stored, never re-serialises),
+        # so the fast serialiser is safe; sorted keys make equal traces equal text.
+        prepared = []
+        for t in traces:
+            raw = orjson.dumps(t, option=orjson.OPT_SORT_KEYS)
+            row = (*(t.get(col) for col in TRACE_COLUMNS), raw.decode("utf-8"), *trace_facts(t))
+            prepared.append((t.get("trace_id"), row, hashlib.sha256(raw).hexdigest()))
 
         def insert(c: sqlite3.Connection) -> int:
             c.execute("BEGIN IMMEDIATE")
             try:
-                before = c.total_changes
+                # A replayed segment brings traces that are stored already (or stored and since
+                # expired, their link kept): those are neither stored nor chained again.
+                seen = _known_trace_ids(c, [p[0] for p in prepared])
+                fresh = []
+                for p in prepared:
+                    if p[0] not in seen:
+                        seen.add(p[0])
+                        fresh.append(p)
                 c.executemany(
-                    f"INSERT OR IGNORE INTO traces ({', '.join(TRACE_COLUMNS)}, body, {', '.join(FACT_COLUMNS)}) "
+                    f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)}, body, {', '.join(FACT_COLUMNS)}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    [p[1] for p in fresh],
                 )
-                inserted = c.total_changes - before
+                seq, prev = _next_link(c, TRACE_CHAIN, "SELECT seq, hash FROM trace_chain ORDER BY seq DESC LIMIT 1")
+                links = []
+                for trace_id, row, body_sha256 in fresh:
+                    ts, route = row[1], row[2]
+                    digest = chain_hash(prev, trace_link_fields(seq, trace_id, ts, route, body_sha256))
+                    links.append((seq, trace_id, ts, route, body_sha256, prev, digest))
+                    seq, prev = seq + 1, digest
+                c.executemany("INSERT INTO trace_chain (seq, trace_id, ts, route, body_sha256, prev_hash, hash) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?)", links)
+                if links:
+                    _set_head(c, TRACE_CHAIN, seq - 1, prev)
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
-            return inserted
+            return len(fresh)
 
         return self._run(insert)
 
@@ -403,8 +462,171 @@ class SqliteStore:
     def count_traces(self) -> int:
         return self._run(lambda c: c.execute("SELECT COUNT(*) FROM traces").fetchone()[0])
 
+    # -- The trace chain ------------------------------------------------------------------------
+
+    def iter_trace_links(self, *, with_bodies: bool = True) -> Iterator[TraceLink]:
+        """Every link in seq order, a page at a time (no cursor is held between pages)."""
+        if with_bodies:
+            sql = ("SELECT ch.*, t.body, t.trace_id AS t_trace_id, "
+                   + ", ".join(f"t.{col} AS t_{col}" for col in TRACE_COLUMNS[1:])
+                   + " FROM trace_chain ch LEFT JOIN traces t ON t.trace_id = ch.trace_id")
+        else:
+            sql = "SELECT * FROM trace_chain ch"
+        sql += " WHERE ch.seq > ? ORDER BY ch.seq LIMIT 2000"
+        after = -1
+        while True:
+            rows = self._run(lambda c, after=after: c.execute(sql, (after,)).fetchall())
+            if not rows:
+                return
+            for r in rows:
+                yield _trace_link(r, with_bodies)
+            after = rows[-1]["seq"]
+
+    def unchained_traces(self, limit: int = 10) -> tuple[int, list[str]]:
+        where = "FROM traces WHERE trace_id NOT IN (SELECT trace_id FROM trace_chain)"
+
+        def query(c: sqlite3.Connection) -> tuple[int, list[str]]:
+            (count,) = c.execute(f"SELECT COUNT(*) {where}").fetchone()
+            sample = c.execute(f"SELECT trace_id {where} ORDER BY ts LIMIT ?", (limit,)).fetchall()
+            return count, [r[0] for r in sample]
+
+        return self._run(query)
+
+    # -- Retention ------------------------------------------------------------------------------
+
+    def expire_traces(self, cutoffs: RetentionCutoffs, *, actor: str) -> AuditRecord | None:
+        if not cutoffs.deletes_anything():
+            return None
+        rules = _retention_rules(cutoffs)
+
+        def expire(c: sqlite3.Connection) -> AuditRecord | None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                run_seq, _ = _next_link(c, AUDIT_CHAIN, _LAST_AUDIT)  # the seq this run's record gets
+                head = _stored_head(c, TRACE_CHAIN)
+                deleted = 0
+                for where, args in rules:
+                    c.execute("UPDATE trace_chain SET expired_by = ? WHERE expired_by IS NULL AND trace_id IN "
+                              f"(SELECT trace_id FROM traces WHERE {where})", [run_seq, *args])
+                    deleted += c.execute(f"DELETE FROM traces WHERE {where}", args).rowcount
+                if deleted == 0:
+                    c.execute("ROLLBACK")
+                    return None
+                details = {**cutoffs.as_details(), "deleted": deleted, "max_seq": head.seq if head else 0,
+                           **_prune_trace_chain(c, cutoffs)}
+                record = _append_audit(c, actor, "trace.retention", TRACE_CHAIN, details)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return record
+
+        return self._run(expire)
+
     def close(self) -> None:
         self._drop_connection()
+
+
+_LAST_AUDIT = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+
+
+def _stored_head(c: sqlite3.Connection, chain: str) -> ChainHead | None:
+    row = c.execute("SELECT seq, hash FROM chain_heads WHERE chain = ?", (chain,)).fetchone()
+    return ChainHead(row["seq"], row["hash"]) if row else None
+
+
+def _set_head(c: sqlite3.Connection, chain: str, seq: int, digest: str) -> None:
+    c.execute("INSERT INTO chain_heads (chain, seq, hash) VALUES (?, ?, ?) "
+              "ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash", (chain, seq, digest))
+
+
+def _next_link(c: sqlite3.Connection, chain: str, last_sql: str) -> tuple[int, str]:
+    """The seq and previous hash for the chain's next link. The head wins over the table's last row
+    when it is ahead (rows were cut from the tail: the next link then leaves a visible gap); the
+    last row wins when it is ahead (rows written by something else; refusing to append would only
+    stop the log, and verification reports those rows' hashes if they do not fit)."""
+    head = _stored_head(c, chain)
+    last = c.execute(last_sql).fetchone()
+    if head is not None and (last is None or head.seq >= last["seq"]):
+        return head.seq + 1, head.hash
+    if last is not None:
+        return last["seq"] + 1, last["hash"]
+    return 1, GENESIS_HASH
+
+
+def _append_audit(c: sqlite3.Connection, actor: str, action: str, target: str, details: dict[str, Any]) -> AuditRecord:
+    """Appends inside the caller's write transaction, so a change and its record commit together."""
+    seq, prev = _next_link(c, AUDIT_CHAIN, _LAST_AUDIT)
+    fields = {"seq": seq, "ts": time.time(), "actor": actor, "action": action, "target": target, "details": details}
+    digest = chain_hash(prev, fields)
+    c.execute(
+        "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, fields["ts"], actor, action, target, canonical_json(details), prev, digest),
+    )
+    _set_head(c, AUDIT_CHAIN, seq, digest)
+    return AuditRecord(seq, fields["ts"], actor, action, target, details, prev, digest)
+
+
+def _known_trace_ids(c: sqlite3.Connection, trace_ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for i in range(0, len(trace_ids), 500):  # well under every SQLite build's limit on parameters
+        chunk = trace_ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for table in ("trace_chain", "traces"):
+            known.update(r[0] for r in c.execute(f"SELECT trace_id FROM {table} WHERE trace_id IN ({marks})", chunk))
+    return known
+
+
+def _retention_rules(cutoffs: RetentionCutoffs) -> list[tuple[str, list[Any]]]:
+    """SQL conditions on the traces table, one per route with a cutoff and one for all other routes."""
+    rules: list[tuple[str, list[Any]]] = [
+        ("route = ? AND ts < ?", [route, cutoff]) for route, cutoff in cutoffs.by_route.items() if cutoff is not None
+    ]
+    if cutoffs.other_routes is not None:
+        configured = list(cutoffs.by_route)
+        if configured:
+            marks = ",".join("?" * len(configured))
+            rules.append((f"(route IS NULL OR route NOT IN ({marks})) AND ts < ?", [*configured, cutoffs.other_routes]))
+        else:
+            rules.append(("ts < ?", [cutoffs.other_routes]))
+    return rules
+
+
+def _prune_trace_chain(c: sqlite3.Connection, cutoffs: RetentionCutoffs) -> dict[str, Any]:
+    """Drops the oldest links once every one of them is expired and older than today's cutoffs,
+    and returns the anchor (the last dropped link's seq and hash) for the audit record.
+
+    Only a prefix goes, so what remains is still one unbroken chain that starts at the anchor. A link
+    whose trace vanished without a retention run (expired_by NULL) is never dropped: it stays as
+    evidence, and holds back pruning behind it. What the pruned part could have shown is gone with it;
+    that is what deleting data means."""
+    cases, args = [], []
+    for route, cutoff in cutoffs.by_route.items():
+        cases.append("WHEN ? THEN ?")
+        args += [route, cutoff]
+    cutoff_sql = f"CASE route {' '.join(cases)} ELSE ? END" if cases else "?"
+    args.append(cutoffs.other_routes)
+    (first_kept,) = c.execute(
+        "SELECT MIN(seq) FROM trace_chain WHERE expired_by IS NULL OR NOT COALESCE(ts < " + cutoff_sql + ", FALSE)",
+        args,
+    ).fetchone()
+    if first_kept is None:
+        (first_kept,) = c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM trace_chain").fetchone()
+    through = first_kept - 1
+    anchor = c.execute("SELECT hash FROM trace_chain WHERE seq = ?", (through,)).fetchone()
+    if anchor is None:  # nothing to prune, or a gap where the anchor should be: keep everything
+        return {"pruned_through": None, "anchor_hash": None}
+    c.execute("DELETE FROM trace_chain WHERE seq <= ?", (through,))
+    return {"pruned_through": through, "anchor_hash": anchor["hash"]}
+
+
+def _trace_link(r: sqlite3.Row, with_bodies: bool) -> TraceLink:
+    body = columns = None
+    if with_bodies and r["t_trace_id"] is not None:
+        body = r["body"]
+        columns = {"trace_id": r["t_trace_id"], **{col: r[f"t_{col}"] for col in TRACE_COLUMNS[1:]}}
+    return TraceLink(r["seq"], r["trace_id"], r["ts"], r["route"], r["body_sha256"], r["prev_hash"], r["hash"],
+                     r["expired_by"], body, columns)
 
 
 def _release(row: sqlite3.Row) -> ReleaseRecord:
