@@ -39,6 +39,7 @@ from lockgate.guards.base import Action
 from lockgate.guards.leakage import with_canary
 from lockgate.guards.streaming import StreamGuard
 from lockgate.observe import metrics
+from lockgate.observe.pseudonym import pseudonym
 from lockgate.store import ApiKeyRecord
 
 JSON = "application/json"
@@ -61,6 +62,8 @@ class RequestState:
     ttft_ms: float | None = None
     output: str | None = None
     guarded: guarding.GuardedRequest | None = None
+    call: BackendCall | None = None  # as sent to the backend
+    trace_context: Any = None  # the caller's OpenTelemetry context, when telemetry is on
 
     @property
     def route(self) -> str | None:
@@ -84,6 +87,8 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
     state = RequestState(
         request_id=request_id_from(request.headers), started=time.perf_counter(), created=int(time.time())
     )
+    if rt.telemetry is not None:
+        state.trace_context = rt.telemetry.incoming_context(request.headers)
     try:
         body = await _read_body(request, rt.config.server.max_body_bytes)
         state.key = _authenticate(request, rt)
@@ -99,7 +104,7 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
         refusal = guarding.input_refusal(guarded.input)
         if refusal is not None:
             raise refusal
-        call = _backend_call(release, state.chat, guarded)
+        call = state.call = _backend_call(release, state.chat, guarded)
         if state.chat.stream:
             return await _stream(state, call, rt)
         completion = await rt.caller.complete(release.spec, call, state.log)
@@ -452,7 +457,7 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
         "release": release_id,
         "release_hash": release.record.content_hash if release else None,
         "key_id": state.key.key_id if state.key else None,
-        "user": _pseudonym(state.chat.user) if state.chat and state.chat.user else None,
+        "user": pseudonym(state.chat.user) if state.chat and state.chat.user else None,
         "stream": bool(state.chat and state.chat.stream),
         "status": status,
         "outcome": outcome,
@@ -474,6 +479,8 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
         trace.update(guarding.trace_fields(state.guarded))
     trace.update(_content(state, rt))
     rt.journal.append(trace)
+    if rt.telemetry is not None:
+        rt.telemetry.export(trace, parent=state.trace_context, call=state.call)
 
     labels = {"route": route or "unknown", "release": release_id or "none"}
     if route is not None and rt.route(route) is None:
@@ -525,8 +532,4 @@ def _content(state: RequestState, rt: Runtime) -> dict[str, Any]:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _pseudonym(user: str) -> str:
-    return "u_" + hashlib.sha256(("lockgate:" + user).encode()).hexdigest()[:16]
 

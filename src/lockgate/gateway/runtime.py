@@ -21,6 +21,7 @@ from lockgate.gateway.resilience import ReleaseCaller, chain_of
 from lockgate.guards.pipeline import GuardSet
 from lockgate.observe import metrics
 from lockgate.observe.journal import TraceJournal
+from lockgate.observe.otel import build_request_spans
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, SqliteStore, Store
 
@@ -65,6 +66,7 @@ class Runtime:
         self.journal = TraceJournal(
             settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s, loads=workers == 1
         )
+        self.telemetry = build_request_spans(config.telemetry)  # None unless an OTLP endpoint is configured
         self.backends: dict[str, Backend] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         threads = default_threads(workers)
@@ -131,6 +133,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self.journal.stop)
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.shutdown)
         for backend in self.backends.values():
             await backend.close()
 

@@ -60,6 +60,42 @@ class EvidenceRecord:
         return f"{self.route}@{self.version}"
 
 
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A user's rating of one request (see lockgate.feedback). `status` is `pending` until the request's
+    trace is in the store, then `linked` (route and release filled from the trace) or `key_mismatch`
+    (rated with another API key than the request's: kept, never counted)."""
+
+    feedback_id: str
+    request_id: str
+    ts: float
+    rating: str  # as sent: "up", "down", "1" .. "5"
+    score: float  # normalised to [0, 1]
+    comment: str | None
+    user: str | None  # pseudonymised
+    key_id: str | None
+    rater: str
+    status: str
+    route: str | None = None
+    release: str | None = None
+    linked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """Linked feedback for one release, one rating per request and rater (the latest)."""
+
+    route: str
+    release: str
+    count: int
+    mean_score: float
+    negative: int  # thumbs down, 1 or 2 stars
+
+    @property
+    def negative_rate(self) -> float:
+        return self.negative / self.count if self.count else 0.0
+
+
 class Store(Protocol):
     def migrate(self) -> None: ...
 
@@ -77,7 +113,9 @@ class Store(Protocol):
     def add_evidence(
         self, route: str, version: int, kind: str, passed: bool | None, summary: dict[str, Any]
     ) -> EvidenceRecord: ...
-    def list_evidence(self, route: str, version: int | None = None, kind: str | None = None) -> list[EvidenceRecord]: ...
+    def list_evidence(
+        self, route: str, version: int | None = None, kind: str | None = None
+    ) -> list[EvidenceRecord]: ...
 
     # Audit log: append-only, hash-chained (see lockgate.audit.chain).
     def append_audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> AuditRecord: ...
@@ -88,5 +126,13 @@ class Store(Protocol):
     def recent_traces(self, limit: int = 20, route: str | None = None) -> list[dict[str, Any]]: ...
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
     def count_traces(self) -> int: ...
+
+    # Feedback: idempotent on feedback id; linked to its trace by `link_feedback` once both are stored.
+    def insert_feedback(self, records: list[dict[str, Any]]) -> int: ...
+    def link_feedback(self) -> list[FeedbackRecord]: ...
+    def list_feedback(
+        self, *, request_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[FeedbackRecord]: ...
+    def feedback_summary(self, route: str, since: float | None = None) -> list[FeedbackSummary]: ...
 
     def close(self) -> None: ...
