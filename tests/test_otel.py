@@ -210,20 +210,24 @@ def test_a_guarded_chat_request_is_one_genai_span_in_the_callers_trace(traced):
     assert a["gen_ai.usage.output_tokens"] == body["usage"]["completion_tokens"]
     assert a["gen_ai.response.finish_reasons"] == [body["choices"][0]["finish_reason"]]
     assert a["gen_ai.response.id"] == body["id"]
-    assert a["gen_ai.request.stream"] is False
+    assert "gen_ai.request.stream" not in a  # set on streams only
     assert a["http.response.status_code"] == 200
     assert a["lockgate.release"] == r.headers["x-lockgate-release"] == "echo@1"
     assert a["lockgate.outcome"] == "ok" and a["lockgate.attempts"] == 1 and a["lockgate.backend"] == "up"
     assert 0 <= a["lockgate.overhead_ms"] <= float(r.headers["x-lockgate-overhead-ms"]) + 1
     assert "error.type" not in a
 
-    # Every verdict of the trace is an event on the span; the PII guard's names the entity, not the value.
+    # Every verdict of the trace that acted is an event; the guards that only allowed are listed.
     trace = gw.trace(request_id)
     verdicts = [(stage, v["guard"], v["action"], v["score"]) for stage in ("input", "output")
                 for v in trace["guards"][stage]]
     events = [(e["lockgate.guard.stage"], e["gen_ai.evaluation.name"], e["gen_ai.evaluation.score.label"],
                e["gen_ai.evaluation.score.value"]) for name, e in span.events if name == "gen_ai.evaluation.result"]
-    assert sorted(events) == sorted(verdicts) and len(events) == len(span.events)
+    assert sorted(events) == sorted(v for v in verdicts if v[2] != "allow") and len(events) == len(span.events)
+    acted = {f"{stage}:{guard}" for stage, guard, action, _ in verdicts if action != "allow"}
+    assert a["lockgate.guards.allowed"] == sorted({f"{stage}:{guard}" for stage, guard, _, _ in verdicts} - acted)
+    assert "input:injection" in a["lockgate.guards.allowed"]
+    # The PII guard's event names the entity, not the value.
     pii = next(e for _, e in span.events
                if e["gen_ai.evaluation.name"] == "pii" and e["lockgate.guard.stage"] == "input")
     assert pii["gen_ai.evaluation.score.label"] == "redact" and pii["lockgate.guard.entities"] == ["EMAIL"]
@@ -318,3 +322,71 @@ def test_a_bad_telemetry_section_is_refused_with_its_line(tmp_path, upstream):
     report = str(info.value)
     assert "telemetry.otlp_endpoint" in report and "http(s)://" in report
     assert "telemetry.sample_ratio" in report and "less than or equal to 1" in report
+
+
+# -- in process: span building and sampling, with the SDK's own in-memory exporter -------------------
+
+
+def a_trace(request_id: str = "req_in_process_1") -> dict[str, Any]:
+    """A trace record as `chat._record` writes it (the fields the span reads)."""
+    allow = {"action": "allow", "score": 0.0, "reason": "", "spans": []}
+    return {
+        "trace_id": request_id, "ts": time.time(), "route": "echo", "release": "echo@1", "key_id": "key_1",
+        "stream": False, "status": 200, "outcome": "ok", "error_code": None, "error": None, "latency_ms": 5.0,
+        "overhead_ms": 1.5, "ttft_ms": None, "prompt_tokens": 9, "completion_tokens": 4, "finish_reason": "stop",
+        "served_by": "up", "fallback_used": False, "retries": 0, "guard_action": "redact",
+        "attempts": [{"target": "up", "model": "ok", "outcome": "ok"}],
+        "guards": {
+            "input": [{"guard": "unicode", **allow}, {"guard": "injection", **allow, "score": 0.12},
+                      {"guard": "pii", "action": "redact", "score": 1.0, "reason": "EMAIL", "message": 0,
+                       "spans": [{"start": 5, "end": 25, "label": "EMAIL", "score": 1.0}]}],
+            "output": [{"guard": "refusal", **allow}],
+        },
+    }
+
+
+def in_memory(**config: Any) -> tuple[Any, Any]:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from lockgate.config.schema import TelemetryConfig
+    from lockgate.observe.otel import RequestSpans
+
+    exporter = InMemorySpanExporter()
+    spans = RequestSpans(TelemetryConfig(otlp_endpoint="http://127.0.0.1:9", **config), exporter=exporter)
+    return spans, exporter
+
+
+def test_guard_events_all_makes_every_verdict_an_event():
+    spans, exporter = in_memory(guard_events="all")
+    spans.export(a_trace())
+    spans.shutdown()
+    (span,) = exporter.get_finished_spans()
+    names = [(e.attributes["lockgate.guard.stage"], e.attributes["gen_ai.evaluation.name"]) for e in span.events]
+    assert names == [("input", "unicode"), ("input", "injection"), ("input", "pii"), ("output", "refusal")]
+    assert [e.attributes["gen_ai.evaluation.score.value"] for e in span.events] == [0.0, 0.12, 1.0, 0.0]
+    assert "lockgate.guards.allowed" not in span.attributes
+    assert span.events[2].attributes["lockgate.guard.message_index"] == 0
+
+
+def test_sampling_keeps_the_callers_decision_and_the_ratio_for_new_traces():
+    spans, exporter = in_memory(sample_ratio=0.0)
+    sampled = spans.incoming_context({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    unsampled = spans.incoming_context({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00"})
+    spans.export(a_trace("req_new_trace"))  # no caller: the ratio (0) decides
+    spans.export(a_trace("req_caller_sampled"), parent=sampled)
+    spans.export(a_trace("req_caller_not_sampled"), parent=unsampled)
+    spans.export(a_trace("req_bad_traceparent"), parent=spans.incoming_context({"traceparent": "not-a-traceparent"}))
+    spans.shutdown()
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["lockgate.request_id"] == "req_caller_sampled"
+    assert format(span.context.trace_id, "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+
+    everything, exporter = in_memory(sample_ratio=1.0)
+    everything.export(a_trace("req_new_trace"))
+    everything.export(a_trace("req_bad_traceparent"),
+                      parent=everything.incoming_context({"traceparent": "not-a-traceparent"}))
+    everything.shutdown()
+    roots = exporter.get_finished_spans()
+    assert [s.attributes["lockgate.request_id"] for s in roots] == ["req_new_trace", "req_bad_traceparent"]
+    assert all(s.parent is None for s in roots)  # a malformed traceparent starts a new trace

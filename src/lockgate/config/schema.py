@@ -179,6 +179,9 @@ class TelemetryConfig(Strict):
     service_name: str = Field(default="lockgate", min_length=1, max_length=128)
     sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of new traces kept; a caller's "
                                 "sampled `traceparent` is always followed.")
+    guard_events: Literal["acted", "all"] = Field(
+        default="acted", description="Span events for the guard verdicts that acted (not `allow`), or for all."
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with every export (e.g. auth).")
     timeout_s: float = Field(default=10.0, gt=0, le=60, description="Per export request.")
 

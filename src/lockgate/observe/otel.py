@@ -18,10 +18,13 @@ itself, so the two never disagree:
   that answered is `lockgate.backend` and its model `gen_ai.response.model`), request parameters as
   sent to the backend, token usage, finish reasons, response id;
 - `lockgate.*` attributes: request id (the `x-request-id` a user quotes, and the trace's id in the
-  store), release, outcome, overhead, attempts;
-- every guard verdict as a `gen_ai.evaluation.result` event: `gen_ai.evaluation.name` (the guard),
+  store, where everything else about the request is), release, outcome, overhead, attempts;
+- guard verdicts as `gen_ai.evaluation.result` events: `gen_ai.evaluation.name` (the guard),
   `.score.value` (its score), `.score.label` (its action) and `lockgate.guard.stage`; never the text a
-  guard matched, nor its reason;
+  guard matched, nor its reason. By default only verdicts that acted (redact, block, ...) are events
+  and the guards that allowed are listed in `lockgate.guards.allowed`: an event costs as much as the
+  rest of the span, and nine "allow" events per request would triple the cost of telemetry
+  (bench/results/otel.md); `guard_events: all` makes every verdict an event;
 - status ERROR, with `error.type`, when the gateway answered 5xx (a backend failure the fallback chain
   could not absorb); client errors (4xx, guard blocks included) are not span errors, as for any server.
 """
@@ -59,7 +62,8 @@ def traces_url(endpoint: str) -> str:
 class RequestSpans:
     """Exports one span per finished chat request. One per worker process."""
 
-    def __init__(self, config: TelemetryConfig) -> None:
+    def __init__(self, config: TelemetryConfig, *, exporter: Any = None) -> None:
+        """`exporter`: an OpenTelemetry `SpanExporter` to use instead of OTLP/HTTP (tests, benchmarks)."""
         # Imported here, not at the top: a gateway without telemetry never loads these packages.
         from opentelemetry import trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -79,10 +83,13 @@ class RequestSpans:
         })
         # A provider of our own rather than the global one: nothing else in the process is affected.
         self._provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)))
-        exporter = OTLPSpanExporter(
-            endpoint=traces_url(config.otlp_endpoint), headers=dict(config.headers) or None, timeout=config.timeout_s
-        )
+        if exporter is None:
+            exporter = OTLPSpanExporter(
+                endpoint=traces_url(config.otlp_endpoint), headers=dict(config.headers) or None,
+                timeout=config.timeout_s,
+            )
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._all_verdicts = config.guard_events == "all"
         self._tracer = self._provider.get_tracer(INSTRUMENTATION_SCOPE, lockgate.__version__)
 
     def incoming_context(self, headers: Mapping[str, str]) -> Any:
@@ -107,9 +114,17 @@ class RequestSpans:
         )
         if span.is_recording():  # not sampled: nothing more to build
             span.set_attributes(span_attributes(trace, call))
+            ran, acted = set(), set()
             for stage in ("input", "output"):
                 for verdict in (trace.get("guards") or {}).get(stage, []):
-                    span.add_event(EVALUATION_EVENT, verdict_attributes(stage, verdict), timestamp=end_ns)
+                    name = f"{stage}:{verdict['guard']}"
+                    ran.add(name)
+                    if verdict["action"] != "allow":
+                        acted.add(name)
+                    if self._all_verdicts or verdict["action"] != "allow":
+                        span.add_event(EVALUATION_EVENT, verdict_attributes(stage, verdict), timestamp=end_ns)
+            if ran - acted and not self._all_verdicts:
+                span.set_attribute("lockgate.guards.allowed", sorted(ran - acted))  # on every message
             if trace["status"] >= 500:
                 span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, trace.get("error") or None))
         span.end(end_time=end_ns)
@@ -120,33 +135,31 @@ class RequestSpans:
 
 
 def span_attributes(trace: dict[str, Any], call: BackendCall | None) -> dict[str, Any]:
-    """A trace record as GenAI and Lockgate span attributes (pure: tested without a collector)."""
+    """A trace record as GenAI and Lockgate span attributes (pure: tested without a collector).
+
+    Every attribute costs CPU twice (the SDK checks it, the exporter encodes it: about as much as the
+    rest of the request's work in the gateway, bench/results/otel.md), so constants and values that
+    follow from others are left out, and flags only appear when set."""
     status = trace["status"]
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": PROVIDER,
-        "gen_ai.system": PROVIDER,  # the name before semantic conventions 1.37, still read by many tools
         "gen_ai.request.model": trace.get("route") or "unknown",
-        "gen_ai.request.stream": bool(trace.get("stream")),
         "gen_ai.usage.input_tokens": trace.get("prompt_tokens") or 0,
         "gen_ai.usage.output_tokens": trace.get("completion_tokens") or 0,
-        "http.request.method": "POST",
-        "http.route": "/v1/chat/completions",
         "http.response.status_code": status,
         "lockgate.request_id": trace["trace_id"],
         "lockgate.outcome": trace["outcome"],
         "lockgate.overhead_ms": trace["overhead_ms"],
-        "lockgate.upstream_ms": trace["upstream_ms"],
         "lockgate.attempts": len(trace.get("attempts") or []),
-        "lockgate.retries": trace.get("retries") or 0,
-        "lockgate.fallback_used": bool(trace.get("fallback_used")),
     }
     optional = {
         "lockgate.release": trace.get("release"),
-        "lockgate.release_hash": trace.get("release_hash"),
         "lockgate.key_id": trace.get("key_id"),
         "lockgate.backend": trace.get("served_by"),
         "lockgate.guard_action": trace.get("guard_action"),
+        "lockgate.retries": trace.get("retries") or None,
+        "lockgate.fallback_used": trace.get("fallback_used") or None,
         "gen_ai.response.model": _served_model(trace),
     }
     if call is not None:
@@ -161,8 +174,10 @@ def span_attributes(trace: dict[str, Any], call: BackendCall | None) -> dict[str
         attrs["gen_ai.response.finish_reasons"] = [trace["finish_reason"]]
     if status == 200 and trace["outcome"] != "dry_run":
         attrs["gen_ai.response.id"] = f"chatcmpl-{trace['trace_id']}"  # the completion id the client got
-    if trace.get("stream") and trace.get("ttft_ms") is not None:
-        attrs["gen_ai.response.time_to_first_chunk"] = trace["ttft_ms"] / 1000
+    if trace.get("stream"):
+        attrs["gen_ai.request.stream"] = True
+        if trace.get("ttft_ms") is not None:
+            attrs["gen_ai.response.time_to_first_chunk"] = trace["ttft_ms"] / 1000
     if status >= 500:
         attrs["error.type"] = trace.get("error_code") or trace["outcome"]
     return attrs
