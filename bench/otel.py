@@ -320,6 +320,19 @@ def report(args: argparse.Namespace, micro: dict[str, dict[str, float]], rows: l
         "`spans received` counts every span the sink decoded during the step, warm-up requests included "
         "(the load generator's warm-up second is not in the latency figures).",
         "",
+        "## Reading",
+        "",
+        "- The cost is CPU in the worker process: the span is built on the request path, and the batch "
+        "processor's thread encodes it (OpenTelemetry's OTLP encoder is Python) in the same interpreter. "
+        "Events are the dearest part, hence `guard_events: acted` by default.",
+        "- The wall-time tail of a call (p99, max) is the GIL: while the export thread encodes a batch, the "
+        "request thread waits for its turn (Python switches threads every 5 ms). In the gateway the event "
+        "loop waits the same way, which is where the end-to-end p99 goes.",
+        "- An unsampled request costs a fraction of a sampled one: `sample_ratio` is the lever on a busy "
+        "gateway. Off costs nothing measurable.",
+        "- If a queue overflowed (a row receiving fewer spans than requests), the export thread could not keep "
+        "up on this contended machine; spans are then dropped, never waited for.",
+        "",
     ]
     return "\n".join(lines)
 

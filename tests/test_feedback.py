@@ -157,6 +157,7 @@ def test_a_key_rates_only_its_own_requests(tmp_path, upstream, start_gateway):
     config = write_config(tmp_path / "lockgate.yaml", upstream.base_url)
     data_dir = tmp_path / "data"
     owner, other = create_key(data_dir, "owner"), create_key(data_dir, "other")
+    limited = create_key(data_dir, "limited", "--rpm", "2")
     gw = start_gateway(config, data_dir=data_dir)
     with httpx.Client(base_url=gw.base_url, timeout=10) as client:
         client.headers.update(auth(owner))
@@ -165,8 +166,16 @@ def test_a_key_rates_only_its_own_requests(tmp_path, upstream, start_gateway):
         client.headers.update(auth(other))
         foreign = rate(client, rid, "down")  # accepted: the gateway cannot know yet whose request it was
 
+        # Ratings have a bucket of their own per key, at the key's request rate.
+        client.headers.update(auth(limited))
+        statuses = [client.post(FEEDBACK, json={"request_id": f"req_flood_{i}", "rating": "up"}) for i in range(3)]
+        assert [r.status_code for r in statuses] == [202, 202, 429]
+        assert "2 feedback requests per minute" in statuses[2].json()["error"]["message"]
+        assert int(statuses[2].headers["retry-after"]) >= 1
+        chat(client, "ratings did not use up the chat quota")
+
     assert wait_until(lambda: linked(data_dir, {own["id"], foreign["id"]}), timeout_s=10)
-    rows = {r.feedback_id: r for r in feedback_rows(data_dir)}
+    rows = {r.feedback_id: r for r in feedback_rows(data_dir) if not r.request_id.startswith("req_flood_")}
     assert rows[own["id"]].status == "linked"
     assert rows[foreign["id"]].status == "key_mismatch" and rows[foreign["id"]].release == "echo@1"
     store = SqliteStore(data_dir / "lockgate.sqlite3")

@@ -6,6 +6,10 @@ None, the OpenTelemetry packages are never imported and the request path pays on
 When on, each worker process has its own tracer provider with a `BatchSpanProcessor`: ending a span
 only queues it, and a background thread exports batches over OTLP/HTTP (protobuf). A slow or absent
 collector costs the request path nothing; when the queue is full, spans are dropped, never waited for.
+What it does cost is CPU in the worker's interpreter: building a span and, in the export thread,
+encoding it (the OpenTelemetry encoder is Python), a few hundred microseconds per sampled request
+on the shared 2-core test machine, and the export thread competes with the event loop for the GIL.
+`sample_ratio` is the lever: an unsampled request costs a tenth of a sampled one.
 
 The span is built where the trace record is (`lockgate.gateway.chat._record`), from the trace record
 itself, so the two never disagree:
@@ -22,8 +26,8 @@ itself, so the two never disagree:
 - guard verdicts as `gen_ai.evaluation.result` events: `gen_ai.evaluation.name` (the guard),
   `.score.value` (its score), `.score.label` (its action) and `lockgate.guard.stage`; never the text a
   guard matched, nor its reason. By default only verdicts that acted (redact, block, ...) are events
-  and the guards that allowed are listed in `lockgate.guards.allowed`: an event costs as much as the
-  rest of the span, and nine "allow" events per request would triple the cost of telemetry
+  and the guards that allowed are listed in `lockgate.guards.allowed`: events are the dearest part
+  of a span, and nine "allow" events per request cost about 1.7 times the CPU of the default
   (bench/results/otel.md); `guard_events: all` makes every verdict an event;
 - status ERROR, with `error.type`, when the gateway answered 5xx (a backend failure the fallback chain
   could not absorb); client errors (4xx, guard blocks included) are not span errors, as for any server.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.audit.chain import GENESIS_HASH, AuditRecord, chain_hash
+from lockgate.releases import parse_release_id
 from lockgate.store.base import (
     ApiKeyRecord,
     EvidenceRecord,
@@ -381,7 +382,7 @@ class SqliteStore:
     def list_feedback(
         self, *, request_id: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[FeedbackRecord]:
-        sql, args = "SELECT * FROM feedback WHERE 1 = 1", []
+        sql, args = "SELECT * FROM feedback WHERE 1 = 1", list[Any]()
         if request_id is not None:
             sql, args = sql + " AND request_id = ?", [*args, request_id]
         if status is not None:
@@ -397,10 +398,11 @@ class SqliteStore:
             "FROM feedback f WHERE status = 'linked' AND route = ? AND ts >= ? AND release IS NOT NULL "
             "AND NOT EXISTS (SELECT 1 FROM feedback g WHERE g.request_id = f.request_id AND g.rater = f.rater "
             "AND g.status = 'linked' AND (g.ts > f.ts OR (g.ts = f.ts AND g.feedback_id > f.feedback_id))) "
-            "GROUP BY release ORDER BY release"
+            "GROUP BY release"
         )
         rows = self._run(lambda c: c.execute(sql, (route, since if since is not None else 0.0)).fetchall())
-        return [FeedbackSummary(route, r["release"], r["n"], r["total"] / r["n"], r["negative"]) for r in rows]
+        summaries = [FeedbackSummary(route, r["release"], r["n"], r["total"] / r["n"], r["negative"]) for r in rows]
+        return sorted(summaries, key=lambda s: parse_release_id(s.release) or (s.release, 0))  # @2 before @10
 
     def close(self) -> None:
         self._drop_connection()
