@@ -275,6 +275,14 @@ def test_a_stream_a_guard_block_and_an_upstream_failure(traced):
     assert failed_span.attributes["lockgate.attempts"] == 1
     assert "gen_ai.response.model" not in failed_span.attributes  # no model answered
 
+    # A model name that is no route: the client's string stays out of the span name.
+    with httpx.Client(base_url=gw.base_url, headers=auth(key), timeout=10) as client:
+        unknown = client.post(CHAT, json={"model": "made-up-7", "messages": [{"role": "user", "content": "hi"}]})
+    assert unknown.status_code == 404
+    unknown_span = receiver.span_for(unknown.headers["x-request-id"])
+    assert unknown_span.name == "chat" and unknown_span.attributes["gen_ai.request.model"] == "made-up-7"
+    assert unknown_span.status == Status.STATUS_CODE_UNSET and "lockgate.release" not in unknown_span.attributes
+
 
 def test_without_an_endpoint_nothing_is_exported(tmp_path, upstream, receiver, start_gateway):
     config = otel_config(tmp_path / "lockgate.yaml", upstream.base_url, telemetry="")

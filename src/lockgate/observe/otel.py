@@ -14,7 +14,8 @@ on the shared 2-core test machine, and the export thread competes with the event
 The span is built where the trace record is (`lockgate.gateway.chat._record`), from the trace record
 itself, so the two never disagree:
 
-- name `chat {route}`, as the conventions ask (`{gen_ai.operation.name} {gen_ai.request.model}`);
+- name `chat {route}`, as the conventions ask (`{gen_ai.operation.name} {gen_ai.request.model}`), or
+  `chat` alone for a request refused before a route was chosen;
 - kind SERVER: the conventions describe the inference call from the caller's side (a CLIENT span, which
   the application's own instrumentation emits); Lockgate serves that call, so its span is the server
   half, and a caller's `traceparent` makes it that CLIENT span's child;
@@ -112,10 +113,10 @@ class RequestSpans:
     def _export(self, trace: dict[str, Any], parent: Any, call: BackendCall | None) -> None:
         end_ns = int(trace["ts"] * 1e9)
         start_ns = end_ns - int(trace["latency_ms"] * 1e6)
-        route = trace.get("route") or "unknown"
-        span = self._tracer.start_span(
-            f"chat {route}", context=parent, kind=self._trace.SpanKind.SERVER, start_time=start_ns
-        )
+        # Span names must stay few: a request refused before routing carries whatever model name the
+        # client sent, so only a served route goes into the name.
+        name = f"chat {trace['route']}" if trace.get("release") else "chat"
+        span = self._tracer.start_span(name, context=parent, kind=self._trace.SpanKind.SERVER, start_time=start_ns)
         if span.is_recording():  # not sampled: nothing more to build
             span.set_attributes(span_attributes(trace, call))
             ran, acted = set(), set()

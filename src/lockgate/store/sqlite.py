@@ -351,15 +351,20 @@ class SqliteStore:
         return self._run(insert)
 
     def link_feedback(self) -> list[FeedbackRecord]:
+        linkable = (
+            "SELECT f.*, t.route AS trace_route, t.release AS trace_release, t.key_id AS trace_key "
+            "FROM feedback f JOIN traces t ON t.trace_id = f.request_id WHERE f.status = 'pending'"
+        )
+
         def link(c: sqlite3.Connection) -> list[FeedbackRecord]:
+            # Runs after every load pass: the common case, nothing to link, takes no write lock.
+            if c.execute(linkable + " LIMIT 1").fetchone() is None:
+                return []
             # IMMEDIATE, and `status = 'pending'` in the UPDATE: each feedback is linked exactly once,
             # whichever loader gets there first, so whoever links it may count it.
             c.execute("BEGIN IMMEDIATE")
             try:
-                rows = c.execute(
-                    "SELECT f.*, t.route AS trace_route, t.release AS trace_release, t.key_id AS trace_key "
-                    "FROM feedback f JOIN traces t ON t.trace_id = f.request_id WHERE f.status = 'pending'"
-                ).fetchall()
+                rows = c.execute(linkable).fetchall()
                 now, linked = time.time(), []
                 for r in rows:
                     status = "linked" if r["key_id"] == r["trace_key"] else "key_mismatch"
