@@ -327,7 +327,9 @@ def report(args: argparse.Namespace, micro: dict[str, dict[str, float]], rows: l
         "Events are the dearest part, hence `guard_events: acted` by default.",
         "- The wall-time tail of a call (p99, max) is the GIL: while the export thread encodes a batch, the "
         "request thread waits for its turn (Python switches threads every 5 ms). In the gateway the event "
-        "loop waits the same way, which is where the end-to-end p99 goes.",
+        "loop waits the same way, which can show in the end-to-end p99. On an overloaded machine the OS "
+        "can also preempt the export thread while it holds the GIL: the rare stalls of tens of milliseconds "
+        "in the max column.",
         "- An unsampled request costs a fraction of a sampled one: `sample_ratio` is the lever on a busy "
         "gateway. Off costs nothing measurable.",
         "- If a queue overflowed (a row receiving fewer spans than requests), the export thread could not keep "

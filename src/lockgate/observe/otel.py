@@ -28,8 +28,8 @@ itself, so the two never disagree:
   `.score.value` (its score), `.score.label` (its action) and `lockgate.guard.stage`; never the text a
   guard matched, nor its reason. By default only verdicts that acted (redact, block, ...) are events
   and the guards that allowed are listed in `lockgate.guards.allowed`: events are the dearest part
-  of a span, and nine "allow" events per request cost about 1.7 times the CPU of the default
-  (bench/results/otel.md); `guard_events: all` makes every verdict an event;
+  of a span, and nine "allow" events per request cost a quarter to two thirds more CPU than the
+  default in our runs (bench/results/otel.md); `guard_events: all` makes every verdict an event;
 - status ERROR, with `error.type`, when the gateway answered 5xx (a backend failure the fallback chain
   could not absorb); client errors (4xx, guard blocks included) are not span errors, as for any server.
 """
