@@ -99,7 +99,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     metrics_dir = settings.data_dir / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from lockgate.observe import metrics
+
+    metrics.enable_multiprocess(str(metrics_dir))  # the workers inherit it; the supervisor counts feedback
     # The supervisor loads every worker's journaled traces into the store, off the workers' interpreters.
     from lockgate.observe.journal import TraceJournal
     from lockgate.observe.retention import RetentionSweeper
@@ -298,6 +300,37 @@ def traces_show(ctx: click.Context, trace_id: str) -> None:
                    "see `lockgate traces tail`)", err=True)
         sys.exit(1)
     click.echo(json.dumps(trace, indent=2, ensure_ascii=False))
+
+
+# -- feedback ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def feedback() -> None:
+    """Read user feedback (POST /v1/feedback) per release."""
+
+
+@feedback.command("summary")
+@click.option("--route", required=True, help="The route to summarise.")
+@click.option("--since", default=None, help="Only ratings from this long ago on: 30m, 6h, 7d (default: all).")
+@click.pass_context
+def feedback_summary(ctx: click.Context, route: str, since: str | None) -> None:
+    """Ratings per release: count, mean score (0 to 1) and negative rate (thumbs down, 1-2 stars)."""
+    from lockgate.feedback.summary import parse_since
+
+    try:
+        since_ts = parse_since(since, now=time.time()) if since else None
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    store = _store(ctx)
+    click.echo(f"{'RELEASE':<24} {'RATINGS':>8} {'MEAN SCORE':>10} {'NEGATIVE':>9} {'NEG RATE':>8}")
+    for row in store.feedback_summary(route, since_ts):
+        click.echo(f"{row.release:<24} {row.count:>8} {row.mean_score:>10.3f} {row.negative:>9} "
+                   f"{row.negative_rate:>8.1%}")
+    pending = len(store.list_feedback(status="pending", limit=10_000))
+    if pending:
+        click.echo(f"{pending} rating(s) not linked to a trace yet (their request ids are not in the store)")
 
 
 # -- eval ----------------------------------------------------------------------------------------

@@ -177,9 +177,27 @@ class TracingConfig(Strict):
     retention_days: int | None = Field(default=14, ge=1)
 
 
+class TelemetryConfig(Strict):
+    """OpenTelemetry: one span per chat request to an OTLP/HTTP collector. Off unless an endpoint is set."""
+
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://[^/\s]+",
+        description="Collector base URL (e.g. http://127.0.0.1:4318); `/v1/traces` is appended. None: off.",
+    )
+    service_name: str = Field(default="lockgate", min_length=1, max_length=128)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of new traces kept; a caller's "
+                                "sampled `traceparent` is always followed.")
+    guard_events: Literal["acted", "all"] = Field(
+        default="acted", description="Span events for the guard verdicts that acted (not `allow`), or for all."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every export (e.g. auth).")
+    timeout_s: float = Field(default=10.0, gt=0, le=60, description="Per export request.")
+
+
 class LockgateConfig(Strict):
     version: Literal[1] = 1
     server: ServerConfig = ServerConfig()
     tracing: TracingConfig = TracingConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     backends: dict[Annotated[str, Field(pattern=NAME_PATTERN)], BackendConfig]
     routes: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RouteConfig]

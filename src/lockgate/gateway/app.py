@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from lockgate.errors import AuthenticationFailed, LockgateError, NotFound
 from lockgate.gateway.chat import handle_chat
+from lockgate.gateway.feedback import handle_feedback
 from lockgate.gateway.headers import GatewayHeaders
 from lockgate.gateway.responses import models_body
 from lockgate.gateway.runtime import Runtime, load_settings_config, open_store
@@ -33,6 +34,9 @@ def create_app(runtime: Runtime) -> Starlette:
 
     async def chat_completions(request: Request) -> Response:
         return await handle_chat(request, runtime)
+
+    async def feedback(request: Request) -> Response:
+        return await handle_feedback(request, runtime)
 
     async def list_models(request: Request) -> Response:
         routes = sorted(runtime.config.routes)
@@ -93,6 +97,7 @@ def create_app(runtime: Runtime) -> Starlette:
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

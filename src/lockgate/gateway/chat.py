@@ -65,6 +65,8 @@ class RequestState:
     guarded: guarding.GuardedRequest | None = None
     assignment: Assignment | None = None
     shadow_of: str | None = None  # set on a shadow copy: the request it copies
+    call: BackendCall | None = None  # as sent to the backend
+    trace_context: Any = None  # the caller's OpenTelemetry context, when telemetry is on
 
     @property
     def route(self) -> str | None:
@@ -95,6 +97,8 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
     state = RequestState(
         request_id=request_id_from(request.headers), started=time.perf_counter(), created=int(time.time())
     )
+    if rt.telemetry is not None:
+        state.trace_context = rt.telemetry.incoming_context(request.headers)
     try:
         body = await _read_body(request, rt.config.server.max_body_bytes)
         state.key = _authenticate(request, rt)
@@ -117,7 +121,7 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
             raise refusal
         if state.assignment.shadow_version is not None:
             rt.shadows.submit(state.request_id, state.chat, state.key, state.assignment.shadow_version)
-        call = _backend_call(release, state.chat, guarded)
+        call = state.call = _backend_call(release, state.chat, guarded)
         if state.chat.stream:
             return await _stream(state, call, rt)
         completion = await rt.caller.complete(release.spec, call, state.log)
@@ -544,6 +548,8 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
     trace.update(_content(state, rt))
     rt.trace_content.scrub(trace)
     rt.journal.append(trace)
+    if rt.telemetry is not None:
+        rt.telemetry.export(trace, parent=state.trace_context, call=state.call)
 
     labels = {"route": route or "unknown", "release": release_id or "none"}
     if route is not None and rt.route(route) is None:

@@ -13,13 +13,18 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+MAX_REQUEST_ID_CHARS = 128
+
 
 def request_id_from(headers: Mapping[str, str]) -> str:
     """A client's own id is kept when it is sane, so its logs and ours can be joined."""
     supplied = headers.get("x-request-id")
-    if supplied and len(supplied) <= 128 and supplied.isascii() and supplied.isprintable():
-        return supplied
-    return new_request_id()
+    return supplied if supplied is not None and is_sane_request_id(supplied) else new_request_id()
+
+
+def is_sane_request_id(value: str) -> bool:
+    """What a request id may be: short printable ASCII, so it is safe in logs, headers and labels."""
+    return 0 < len(value) <= MAX_REQUEST_ID_CHARS and value.isascii() and value.isprintable()
 
 
 def new_request_id() -> str:

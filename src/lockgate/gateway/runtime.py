@@ -25,6 +25,7 @@ from lockgate.gateway.shadow import ShadowRunner
 from lockgate.guards.pipeline import GuardSet
 from lockgate.observe import metrics
 from lockgate.observe.journal import TraceJournal
+from lockgate.observe.otel import build_request_spans
 from lockgate.observe.retention import RetentionSweeper
 from lockgate.privacy.content import TraceContent
 from lockgate.privacy.pseudonym import Pseudonyms
@@ -92,6 +93,7 @@ class Runtime:
             settings.spool_dir, store, flush_interval_s=config.tracing.flush_interval_s, loads=loads,
             housekeeping=RetentionSweeper(store, config) if loads else None,
         )
+        self.telemetry = build_request_spans(config.telemetry)  # None unless an OTLP endpoint is configured
         self.backends: dict[str, Backend] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
         threads = default_threads(workers)
@@ -225,6 +227,8 @@ class Runtime:
         if self.controller is not None:
             await asyncio.to_thread(self.controller.stop)
         await asyncio.to_thread(self.journal.stop)
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.shutdown)
         for backend in self.backends.values():
             await backend.close()
 

@@ -12,6 +12,10 @@ Segment file names carry the writer's pid and a state:
   trace-<pid>-<seq>.sealed    complete, waiting to be loaded
   trace-<pid>-<seq>.loading-<loader pid>   claimed by a loader (an atomic rename)
 Segments left `.open` or `.loading-*` by a dead process are recovered by any live one.
+
+Lines are tagged records: a trace has no `kind` (the original format), a user's rating has
+`"kind": "feedback"` (lockgate.feedback). Both share the segments, so a rating is exactly as durable
+as a trace. After each pass that loaded something, ratings are linked to their traces.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from lockgate.feedback.linking import link_pending
 from lockgate.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ class TraceJournal:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.store_healthy = True
+        self._link_due = loads  # ratings left pending by a loader that died before linking them
         spool_dir.mkdir(parents=True, exist_ok=True)
         self._adopt_predecessor_segments()
 
@@ -149,21 +155,32 @@ class TraceJournal:
             except FileNotFoundError:
                 continue  # another worker claimed it first
             loaded += self._load_file(claimed, on_failure=path)
+            self._link_due = True
+        if self._link_due:
+            link_pending(self._store)  # raises StoreUnavailable like the loads: retried on the next pass
+            self._link_due = False
         if loaded and not self.store_healthy:
             log.warning("trace store is back; spooled traces loaded")
         self.store_healthy = True
         return loaded
 
     def _load_file(self, path: Path, *, on_failure: Path) -> int:
-        traces = _read_lines(path)
+        records = _read_lines(path)
+        traces = [r for r in records if "kind" not in r]
+        feedback = [r for r in records if r.get("kind") == "feedback"]
+        if len(traces) + len(feedback) < len(records):
+            log.warning("skipping %d journal records of unknown kinds in %s",
+                        len(records) - len(traces) - len(feedback), path.name)
         try:
             for i in range(0, len(traces), MAX_BATCH):
                 self._store.insert_traces(traces[i : i + MAX_BATCH])
+            for i in range(0, len(feedback), MAX_BATCH):
+                self._store.insert_feedback(feedback[i : i + MAX_BATCH])
         except BaseException:
             path.rename(on_failure)  # give it back for a later try
             raise
         path.unlink()
-        return len(traces)
+        return len(records)
 
     def recover_orphans(self) -> None:
         """Seals segments that dead processes left open or half-loaded."""

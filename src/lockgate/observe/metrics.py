@@ -14,8 +14,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Summary,
     generate_latest,
     multiprocess,
+    values,
 )
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -87,3 +89,23 @@ ASSIGNMENTS = Counter(
 SHADOW_REQUESTS = Counter(
     "lockgate_shadow_requests_total", "Shadow copies sent to a candidate, by result.", ["route", "release", "result"]
 )
+# Feedback, counted when a rating is linked to its request's trace (lockgate.feedback explains why there).
+FEEDBACK = Counter(
+    "lockgate_feedback_total", "User ratings linked to a request, by the request's route and release.",
+    ["route", "release", "rating"],
+)
+FEEDBACK_SCORE = Summary(
+    "lockgate_feedback_score", "Ratings normalised to [0, 1]; _sum / _count is the mean.", ["route", "release"]
+)
+FEEDBACK_KEY_MISMATCH = Counter(
+    "lockgate_feedback_key_mismatch_total", "Ratings sent with another API key than the rated request's (ignored).",
+    ["route", "release"],
+)
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Makes this process write its metrics where the workers' scrapes sum them (the supervisor links
+    feedback and counts it). prometheus_client chooses its value class when first imported, which in
+    the supervisor is before the directory exists, so the choice is made again here."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.get_value_class()

@@ -139,12 +139,19 @@ def _pick(windows: list[ReleaseWindow], release: str, shadow: bool) -> ReleaseWi
     return ReleaseWindow(release, shadow, 0, 0, 0, 0, ())
 
 
+def feedback_counts(store: Store) -> CountsSource:
+    """Negative ratings over ratings per release, from the store's linked feedback."""
+    def counts(route: str, since: float, until: float) -> dict[str, tuple[int, int]]:
+        return {s.release: (s.negative, s.count) for s in store.feedback_summary(route, since)}
+    return counts
+
+
 class Analyzer:
-    """Reads the store's traces (and ratings) and measures a candidate against its stable release."""
+    """Reads the store's traces and ratings and measures a candidate against its stable release."""
 
     def __init__(self, store: Store, *, feedback: CountsSource | None = None) -> None:
         self.store = store
-        self.feedback = feedback
+        self.feedback = feedback if feedback is not None else feedback_counts(store)
         self._live_results: dict[tuple[str, int], bool] = {}  # (trace id, check index) -> passed
 
     def analyse(self, route: str, candidate: int, stable: int, plan: RolloutPlan, *, since: float, until: float,

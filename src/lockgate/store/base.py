@@ -120,6 +120,42 @@ class RetentionCutoffs:
         return cls(dict(details.get("cutoffs") or {}), details.get("other_routes_cutoff"))
 
 
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A user's rating of one request (see lockgate.feedback). `status` is `pending` until the request's
+    trace is in the store, then `linked` (route and release filled from the trace) or `key_mismatch`
+    (rated with another API key than the request's: kept, never counted)."""
+
+    feedback_id: str
+    request_id: str
+    ts: float
+    rating: str  # as sent: "up", "down", "1" .. "5"
+    score: float  # normalised to [0, 1]
+    comment: str | None
+    user: str | None  # pseudonymised
+    key_id: str | None
+    rater: str
+    status: str
+    route: str | None = None
+    release: str | None = None
+    linked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """Linked feedback for one release, one rating per request and rater (the latest)."""
+
+    route: str
+    release: str
+    count: int
+    mean_score: float
+    negative: int  # thumbs down, 1 or 2 stars
+
+    @property
+    def negative_rate(self) -> float:
+        return self.negative / self.count if self.count else 0.0
+
+
 class Store(Protocol):
     def migrate(self) -> None: ...
 
@@ -172,5 +208,13 @@ class Store(Protocol):
     # Retention: deletes the traces older than the cutoffs and records the run in the audit log
     # ("trace.retention"), in one transaction; None when nothing was old enough.
     def expire_traces(self, cutoffs: RetentionCutoffs, *, actor: str) -> AuditRecord | None: ...
+
+    # Feedback: idempotent on feedback id; linked to its trace by `link_feedback` once both are stored.
+    def insert_feedback(self, records: list[dict[str, Any]]) -> int: ...
+    def link_feedback(self) -> list[FeedbackRecord]: ...
+    def list_feedback(
+        self, *, request_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[FeedbackRecord]: ...
+    def feedback_summary(self, route: str, since: float | None = None) -> list[FeedbackSummary]: ...
 
     def close(self) -> None: ...

@@ -26,10 +26,13 @@ from lockgate.audit.chain import (
     chain_hash,
     trace_link_fields,
 )
+from lockgate.releases import parse_release_id
 from lockgate.store.base import (
     ApiKeyRecord,
     ChainHead,
     EvidenceRecord,
+    FeedbackRecord,
+    FeedbackSummary,
     ReleaseRecord,
     ReleaseWindow,
     RetentionCutoffs,
@@ -122,9 +125,29 @@ CREATE TABLE IF NOT EXISTS trace_chain (
     hash TEXT NOT NULL,
     expired_by INTEGER
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    feedback_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    rating TEXT NOT NULL,
+    score REAL NOT NULL,
+    comment TEXT,
+    user_ref TEXT,
+    key_id TEXT,
+    rater TEXT NOT NULL,
+    status TEXT NOT NULL,
+    route TEXT,
+    release TEXT,
+    linked_at REAL
+);
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id, rater);
+CREATE INDEX IF NOT EXISTS feedback_status ON feedback (status);
+CREATE INDEX IF NOT EXISTS feedback_route_ts ON feedback (route, ts);
 """
 
 TRACE_COLUMNS = ("trace_id", "ts", "route", "release", "key_id", "status", "outcome", "latency_ms")
+# Journal record field -> feedback column, in table order up to `status`.
+FEEDBACK_FIELDS = ("feedback_id", "request_id", "ts", "rating", "score", "comment", "user", "key_id", "rater")
 # Traces that say something about the release that served them: not a client's own mistake (4xx),
 # unless an output guard stopped the answer (that 4xx is the release's doing).
 _COUNTED = "(status < 400 OR status >= 500 OR guard_violation = 1)"
@@ -523,6 +546,87 @@ class SqliteStore:
 
         return self._run(expire)
 
+    # -- Feedback -------------------------------------------------------------------------------
+
+    def insert_feedback(self, records: list[dict[str, Any]]) -> int:
+        rows = [(*(r.get(f) for f in FEEDBACK_FIELDS), "pending") for r in records]
+
+        def insert(c: sqlite3.Connection) -> int:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                before = c.total_changes
+                c.executemany(
+                    "INSERT OR IGNORE INTO feedback (feedback_id, request_id, ts, rating, score, comment, user_ref, "
+                    "key_id, rater, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                )
+                inserted = c.total_changes - before
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return inserted
+
+        return self._run(insert)
+
+    def link_feedback(self) -> list[FeedbackRecord]:
+        linkable = (
+            "SELECT f.*, t.route AS trace_route, t.release AS trace_release, t.key_id AS trace_key "
+            "FROM feedback f JOIN traces t ON t.trace_id = f.request_id WHERE f.status = 'pending'"
+        )
+
+        def link(c: sqlite3.Connection) -> list[FeedbackRecord]:
+            # Runs after every load pass: the common case, nothing to link, takes no write lock.
+            if c.execute(linkable + " LIMIT 1").fetchone() is None:
+                return []
+            # IMMEDIATE, and `status = 'pending'` in the UPDATE: each feedback is linked exactly once,
+            # whichever loader gets there first, so whoever links it may count it.
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                rows = c.execute(linkable).fetchall()
+                now, linked = time.time(), []
+                for r in rows:
+                    status = "linked" if r["key_id"] == r["trace_key"] else "key_mismatch"
+                    cur = c.execute(
+                        "UPDATE feedback SET status = ?, route = ?, release = ?, linked_at = ? "
+                        "WHERE feedback_id = ? AND status = 'pending'",
+                        (status, r["trace_route"], r["trace_release"], now, r["feedback_id"]),
+                    )
+                    if cur.rowcount:
+                        linked.append(_feedback(r, status=status, route=r["trace_route"],
+                                                release=r["trace_release"], linked_at=now))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return linked
+
+        return self._run(link)
+
+    def list_feedback(
+        self, *, request_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[FeedbackRecord]:
+        sql, args = "SELECT * FROM feedback WHERE 1 = 1", list[Any]()
+        if request_id is not None:
+            sql, args = sql + " AND request_id = ?", [*args, request_id]
+        if status is not None:
+            sql, args = sql + " AND status = ?", [*args, status]
+        rows = self._run(lambda c: c.execute(sql + " ORDER BY ts DESC, feedback_id LIMIT ?", [*args, limit]).fetchall())
+        return [_feedback(r) for r in rows]
+
+    def feedback_summary(self, route: str, since: float | None = None) -> list[FeedbackSummary]:
+        # A rating counts unless the same rater rated the same request later (a changed mind, a retry).
+        sql = (
+            "SELECT release, COUNT(*) AS n, SUM(score) AS total, "
+            "SUM(CASE WHEN score < 0.5 THEN 1 ELSE 0 END) AS negative "
+            "FROM feedback f WHERE status = 'linked' AND route = ? AND ts >= ? AND release IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM feedback g WHERE g.request_id = f.request_id AND g.rater = f.rater "
+            "AND g.status = 'linked' AND (g.ts > f.ts OR (g.ts = f.ts AND g.feedback_id > f.feedback_id))) "
+            "GROUP BY release"
+        )
+        rows = self._run(lambda c: c.execute(sql, (route, since if since is not None else 0.0)).fetchall())
+        summaries = [FeedbackSummary(route, r["release"], r["n"], r["total"] / r["n"], r["negative"]) for r in rows]
+        return sorted(summaries, key=lambda s: parse_release_id(s.release) or (s.release, 0))  # @2 before @10
+
     def close(self) -> None:
         self._drop_connection()
 
@@ -650,3 +754,14 @@ def _evidence(row: sqlite3.Row) -> EvidenceRecord:
         summary=json.loads(row["summary"]),
         created_at=row["created_at"],
     )
+
+
+def _feedback(row: sqlite3.Row, **linked: Any) -> FeedbackRecord:
+    fields = {
+        "feedback_id": row["feedback_id"], "request_id": row["request_id"], "ts": row["ts"], "rating": row["rating"],
+        "score": row["score"], "comment": row["comment"], "user": row["user_ref"], "key_id": row["key_id"],
+        "rater": row["rater"], "status": row["status"], "route": row["route"], "release": row["release"],
+        "linked_at": row["linked_at"],
+    }
+    return FeedbackRecord(**(fields | linked))
+
