@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from lockgate.auth.roles import Role
 from lockgate.store import ApiKeyRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,11 @@ def create_key(
     routes: list[str] | None = None,
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
+    role: Role = Role.APP,
 ) -> NewKey:
+    """Stores a new key and returns it with its plaintext, which exists nowhere else from here on.
+    Callers that act for a person go through `lockgate.auth.operations.create_api_key`, which
+    validates and audits."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKeyRecord(
         key_id="key_" + secrets.token_hex(6),
@@ -48,6 +53,7 @@ def create_key(
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         created_at=time.time(),
+        role=role.value,
     )
     store.add_key(record)
     return NewKey(record=record, plaintext=plaintext)

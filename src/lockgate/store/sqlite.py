@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     requests_per_minute INTEGER,
     tokens_per_minute INTEGER,
     created_at REAL NOT NULL,
-    revoked_at REAL
+    revoked_at REAL,
+    role TEXT NOT NULL DEFAULT 'app'
 );
 CREATE TABLE IF NOT EXISTS releases (
     route TEXT NOT NULL,
@@ -113,6 +114,7 @@ class SqliteStore:
 
     def migrate(self) -> None:
         self._run(lambda c: c.executescript(SCHEMA))
+        self._run(_add_missing_columns)
 
     # -- API keys -------------------------------------------------------------------------------
 
@@ -120,7 +122,8 @@ class SqliteStore:
         routes = json.dumps(list(record.routes)) if record.routes is not None else None
         self._run(
             lambda c: c.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (key_id, name, key_hash, routes, requests_per_minute, tokens_per_minute, "
+                "created_at, revoked_at, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.key_id,
                     record.name,
@@ -130,6 +133,7 @@ class SqliteStore:
                     record.tokens_per_minute,
                     record.created_at,
                     record.revoked_at,
+                    record.role,
                 ),
             )
         )
@@ -147,6 +151,7 @@ class SqliteStore:
                 tokens_per_minute=r["tokens_per_minute"],
                 created_at=r["created_at"],
                 revoked_at=r["revoked_at"],
+                role=r["role"],
             )
             for r in rows
         ]
@@ -302,6 +307,25 @@ class SqliteStore:
 
     def close(self) -> None:
         self._drop_connection()
+
+
+# Columns added after a table was first shipped: (table, column, definition). Databases created
+# before them get them in place at start; CREATE TABLE above already has them for new databases.
+ADDED_COLUMNS = (("api_keys", "role", "TEXT NOT NULL DEFAULT 'app'"),)
+
+
+def _add_missing_columns(c: sqlite3.Connection) -> None:
+    # IMMEDIATE: several workers migrate at start; the second must see the first one's column.
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, definition in ADDED_COLUMNS:
+            present = {row["name"] for row in c.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
 
 
 def _release(row: sqlite3.Row) -> ReleaseRecord:
