@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockgate import __version__
@@ -63,9 +64,12 @@ def create_admin_app(runtime: Runtime, *, routers: Iterable[APIRouter] = ROUTERS
         redoc_url=None,
     )
     app.state.admin = AdminContext(runtime)
+    app.state.methods = []
     for router in routers:
         _document_roles(router)
         app.include_router(router, prefix=API_PREFIX)
+        app.state.methods += [(compile_path(API_PREFIX + r.path)[0], r.methods) for r in router.routes
+                              if isinstance(r, APIRoute)]
     app.add_exception_handler(LockgateError, _lockgate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -137,7 +141,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         place = _PLACES.get(loc[0], loc[0]) if loc else "request"
         field = ".".join(loc[1:])
         first_param = first_param or field or None
-        problems.append(f"{place} {field}: {error.get('msg')}" if field else f"{place}: {error.get('msg')}")
+        msg = str(error.get("msg", "")).removeprefix("Value error, ")  # our validators' messages stand alone
+        problems.append(f"{place} {field}: {msg}" if field else f"{place}: {msg}")
     message = "Invalid request: " + "; ".join(problems) + ". See /admin/openapi.json for the expected shape."
     return _respond(InvalidInput(message, param=first_param))
 
@@ -156,7 +161,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         err = LockgateError(str(exc.detail))
         err.error_type, err.code = "invalid_request_error", None
     err.status = exc.status_code
+    err.headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        err.headers["Allow"] = ", ".join(_allowed_methods(request))
     return _respond(err)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path takes: Starlette's own `Allow` names only the first route that matched it."""
+    path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    return sorted({m for regex, methods in request.app.state.methods if regex.match(path) for m in methods})
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from lockgate.admin.deps import Context, Viewer
 from lockgate.admin.schemas import ERROR_RESPONSES
 
+MAX_SEQ = 2**63 - 1  # SQL's BIGINT, the largest sequence number a store holds
+
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
 
 
@@ -31,7 +33,7 @@ class AuditPage(BaseModel):
 
 @router.get("", response_model=AuditPage, summary="Audit records after a sequence number")
 async def list_audit(caller: Viewer, ctx: Context,
-                     since: int = Query(default=0, ge=0, description="Records with seq greater than this."),
+                     since: int = Query(default=0, ge=0, le=MAX_SEQ, description="Records with seq greater than this."),
                      limit: int = Query(default=100, ge=1, le=1000)) -> AuditPage:
     records = await ctx.call(ctx.store.list_audit, since, limit)
     return AuditPage(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from lockgate.admin.deps import Context, Viewer
-from lockgate.admin.schemas import ERROR_RESPONSES
+from lockgate.admin.schemas import ERROR_RESPONSES, ReleaseId
 from lockgate.releases.operations import find_release
 from lockgate.store import EvidenceRecord, Store
 
@@ -34,7 +34,7 @@ def _evidence_of(store: Store, release_id: str, kind: str | None) -> list[Eviden
 
 
 @router.get("/{release_id}/evidence", response_model=EvidenceList, summary="A release's evidence, oldest first")
-async def list_evidence(release_id: str, caller: Viewer, ctx: Context,
+async def list_evidence(release_id: ReleaseId, caller: Viewer, ctx: Context,
                         kind: str | None = Query(default=None, description="Only this kind, e.g. `eval`.")
                         ) -> EvidenceList:
     records = await ctx.call(_evidence_of, ctx.store, release_id, kind)

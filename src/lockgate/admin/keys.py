@@ -6,6 +6,8 @@ The operations live in lockgate.auth.operations, shared with `lockgate keys`.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +15,7 @@ from lockgate.admin.deps import Admin, AdminContext, Context
 from lockgate.admin.schemas import ERROR_RESPONSES
 from lockgate.auth import operations
 from lockgate.auth.roles import Role
+from lockgate.config.schema import NAME_PATTERN
 from lockgate.errors import ServiceUnavailable
 from lockgate.store import ApiKeyRecord
 
@@ -39,7 +42,8 @@ class KeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=operations.MAX_KEY_NAME, description="Who or what the key is for.")
     role: Role = Field(default=Role.APP, description="`app` for the data plane; a governance role for this API.")
-    routes: list[str] | None = Field(default=None, description="App keys only: the routes it may use (null: all).")
+    routes: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(
+        default=None, description="App keys only: the routes it may use (null: all).")
     requests_per_minute: int | None = Field(default=None, ge=1, description="App keys only.")
     tokens_per_minute: int | None = Field(default=None, ge=1, description="App keys only.")
 

@@ -5,13 +5,13 @@ The operations themselves live in lockgate.releases.operations, shared with `loc
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.admin.deps import Context, Deployer, Viewer
-from lockgate.admin.schemas import ERROR_RESPONSES
+from lockgate.admin.schemas import ERROR_RESPONSES, ReleaseId
 from lockgate.config.schema import NAME_PATTERN, ReleaseSpec
 from lockgate.releases import operations
 from lockgate.releases.diff import Change
@@ -103,15 +103,16 @@ async def create_release(body: ReleaseCreate, caller: Deployer, ctx: Context, re
 
 
 @router.get("/{release_id}", response_model=ReleaseDetail, summary="One release with its full content")
-async def get_release(release_id: str, caller: Viewer, ctx: Context) -> ReleaseDetail:
+async def get_release(release_id: ReleaseId, caller: Viewer, ctx: Context) -> ReleaseDetail:
     record = await ctx.call(operations.find_release, ctx.store, release_id, param="release_id")
     return ReleaseDetail(**_detail(record, _serving_hashes(ctx)))
 
 
 @router.get("/{release_id}/diff", response_model=ReleaseDiffView, summary="What changed from another release")
-async def diff_release(release_id: str, caller: Viewer, ctx: Context,
-                       against: str = Query(description=f"The release to compare with: {RELEASE_ID}.")
-                       ) -> ReleaseDiffView:
+async def diff_release(
+    release_id: ReleaseId, caller: Viewer, ctx: Context,
+    against: Annotated[ReleaseId, Query(description=f"The release to compare with: {RELEASE_ID}.")],
+) -> ReleaseDiffView:
     """Every key path that differs from `against` (old) to `release_id` (new)."""
     diff = await ctx.call(operations.diff_releases, ctx.store, against, release_id, old_param="against")
     return ReleaseDiffView(old=diff.old.release_id, new=diff.new.release_id,

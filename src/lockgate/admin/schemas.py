@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+
+RELEASE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}@[0-9]{1,18}$"
+
+
+def _release_id(value: str) -> str:
+    if not re.fullmatch(RELEASE_ID_PATTERN, value):
+        raise ValueError(f"'{value}' is not a release id: use ROUTE@VERSION, e.g. support-bot@2")
+    return value
+
+
+# A release id in a path or query: documented with its pattern, checked with a message that shows the form.
+ReleaseId = Annotated[
+    str,
+    AfterValidator(_release_id),
+    WithJsonSchema({"type": "string", "pattern": RELEASE_ID_PATTERN, "examples": ["support-bot@2"]}),
+]
 
 
 class ErrorDetail(BaseModel):

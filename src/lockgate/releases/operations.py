@@ -20,6 +20,9 @@ from lockgate.releases.diff import Change, diff_contents
 from lockgate.store import ReleaseRecord, Store
 
 
+MAX_VERSION = 2**63 - 1  # SQL's BIGINT: a larger number cannot be stored, so names no release
+
+
 @dataclass(frozen=True)
 class Registered:
     record: ReleaseRecord
@@ -92,7 +95,7 @@ def find_release(store: Store, release_id: str, *, param: str | None = None) -> 
         raise InvalidRequest(
             f"'{release_id}' is not a release id: use ROUTE@VERSION, e.g. support-bot@2.", param=param
         )
-    record = store.get_release(*parsed)
+    record = store.get_release(*parsed) if parsed[1] <= MAX_VERSION else None
     if record is None:
         raise NotFound(
             f"No release {release_id}. List the registered ones with `lockgate release list --route {parsed[0]}` "
