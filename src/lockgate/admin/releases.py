@@ -61,11 +61,10 @@ class ChangeView(BaseModel):
 
 
 class ReleaseDiffView(BaseModel):
+    # `from` is a Python keyword, hence the aliases; responses use the aliases.
     old: str = Field(alias="from", description="The release compared against (`against`).")
     new: str = Field(alias="to", description="The release asked about.")
     changes: list[ChangeView]
-
-    model_config = ConfigDict(populate_by_name=True)
 
 
 def _serving_hashes(ctx: Context) -> dict[str, str]:
@@ -115,8 +114,8 @@ async def diff_release(
 ) -> ReleaseDiffView:
     """Every key path that differs from `against` (old) to `release_id` (new)."""
     diff = await ctx.call(operations.diff_releases, ctx.store, against, release_id, old_param="against")
-    return ReleaseDiffView(old=diff.old.release_id, new=diff.new.release_id,
-                           changes=[_change(c) for c in diff.changes])
+    return ReleaseDiffView.model_validate({"from": diff.old.release_id, "to": diff.new.release_id,
+                                           "changes": [_change(c) for c in diff.changes]})
 
 
 def _change(change: Change) -> ChangeView:

@@ -44,9 +44,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     """Serve the gateway (the embedded demo when no --config is given)."""
     import uvicorn
 
-    from lockgate.auth.actor import Actor
-    from lockgate.gateway.runtime import load_settings_config, open_store
-    from lockgate.releases.operations import register_declared_releases
+    from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
 
     configure_logging()
     base = _settings(ctx)
@@ -62,9 +60,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
         sys.exit(2)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
-    registry = register_declared_releases(store, config, Actor.cli())  # once, here, before workers race to do it
+    registry = register_releases(config, store)  # once, here, before workers race to do it
     for route, releases in registry.items():
-        serving = releases[config.routes[route].serve].record
+        serving = releases[config.routes[route].serve]
         click.echo(f"route {route}: serving {serving.release_id} ({serving.label}, {serving.content_hash[:12]})")
     if config.server.require_api_key and not any(k.role == "app" for k in store.list_keys()):
         click.echo("no API keys yet: create one with `.venv/bin/lockgate keys create --name NAME` "

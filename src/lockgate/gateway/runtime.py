@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.auth.actor import Actor
 from lockgate.auth.keys import KeyRing
 from lockgate.backends.base import Backend
 from lockgate.backends.http import HttpBackend
@@ -21,6 +22,7 @@ from lockgate.gateway.resilience import ReleaseCaller, chain_of
 from lockgate.guards.pipeline import GuardSet
 from lockgate.observe import metrics
 from lockgate.observe.journal import TraceJournal
+from lockgate.releases.operations import register_declared_releases
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, SqliteStore, Store
 
@@ -44,14 +46,10 @@ def load_settings_config(settings: Settings) -> LockgateConfig:
 
 
 def register_releases(config: LockgateConfig, store: Store) -> dict[str, dict[str, ReleaseRecord]]:
-    """Gives every declared release its version: the same content keeps its version forever."""
-    registry: dict[str, dict[str, ReleaseRecord]] = {}
-    for route_name, route in config.routes.items():
-        registry[route_name] = {
-            label: store.register_release(route_name, label, spec.content_hash(), spec.content())
-            for label, spec in route.releases.items()
-        }
-    return registry
+    """Gives every declared release its version: the same content keeps its version forever. A new
+    version is audited as the work of whoever runs this process."""
+    registered = register_declared_releases(store, config, Actor.cli())
+    return {route: {label: r.record for label, r in by_label.items()} for route, by_label in registered.items()}
 
 
 class Runtime:

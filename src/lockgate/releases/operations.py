@@ -19,7 +19,6 @@ from lockgate.releases import parse_release_id
 from lockgate.releases.diff import Change, diff_contents
 from lockgate.store import ReleaseRecord, Store
 
-
 MAX_VERSION = 2**63 - 1  # SQL's BIGINT: a larger number cannot be stored, so names no release
 
 
