@@ -33,4 +33,4 @@ def test_list_shows_keys_without_secrets_and_revoke_hides_them(tmp_path: Path):
 def test_revoking_an_unknown_key_fails_clearly(tmp_path: Path):
     result = run_cli("keys", "revoke", "nobody", data_dir=tmp_path, check=False)
     assert result.returncode == 1
-    assert "no active key" in result.stderr and "lockgate keys list" in result.stderr
+    assert "No active key" in result.stderr and "lockgate keys list" in result.stderr

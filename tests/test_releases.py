@@ -59,7 +59,7 @@ def test_release_create_list_show_and_diff_through_the_cli(tmp_path: Path):
     assert "model" not in diff.replace("echo@", "")
 
     missing = run_cli("release", "show", "echo@9", data_dir=data, check=False)
-    assert missing.returncode == 1 and "no release echo@9" in missing.stderr
+    assert missing.returncode == 1 and "No release echo@9" in missing.stderr
 
 
 def test_release_ids_parse_only_in_their_one_form():

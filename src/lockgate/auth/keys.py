@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from lockgate.audit.actions import default_actor, record_key_created, record_key_revoked
+from lockgate.auth.roles import Role
 from lockgate.store import ApiKeyRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ def create_key(
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
     actor: str | None = None,
+    role: Role = Role.APP,
 ) -> NewKey:
-    """Creates and stores a key, and records it in the audit log (by `actor`, default the OS user)."""
+    """Creates and stores a key, and records it in the audit log (by `actor`, default the OS user).
+    The plaintext is returned once and exists nowhere else from here on."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKeyRecord(
         key_id="key_" + secrets.token_hex(6),
@@ -51,6 +54,7 @@ def create_key(
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         created_at=time.time(),
+        role=role.value,
     )
     store.add_key(record)
     record_key_created(store, record, actor or default_actor())

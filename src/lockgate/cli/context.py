@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import TYPE_CHECKING
 
@@ -43,11 +42,8 @@ def config_or_exit(ctx: click.Context) -> LockgateConfig:
         sys.exit(2)
 
 
-def operator(explicit: str | None = None) -> str:
-    """Who is acting, for the audit log: `--as NAME`, else the OS user."""
-    if explicit:
-        return explicit
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "unknown"
+def operator(ctx: click.Context, explicit: str | None = None) -> str:
+    """Who is acting, for the audit log: `--as NAME`, else `lockgate --actor NAME`, else the OS user."""
+    from lockgate.audit.actions import default_actor
+
+    return explicit or ctx.find_root().obj.get("actor") or default_actor()

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import time
+from typing import NoReturn
 
 import click
 
@@ -15,6 +16,7 @@ from lockgate.cli.logging_setup import configure_logging
 from lockgate.cli.rollouts import register_rollout_commands
 from lockgate.config import ConfigError
 from lockgate.settings import Settings
+from lockgate.store import StoreUnavailable
 
 _settings = settings_of
 
@@ -79,7 +81,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     reconcile(store, declared)
     for route in registry:
         click.echo(f"route {route}: {route_summary(state_of(store, route))}")
-    if config.server.require_api_key and not store.list_keys():
+    if config.server.require_api_key and not any(k.role == "app" for k in store.list_keys()):
         click.echo("no API keys yet: create one with `.venv/bin/lockgate keys create --name NAME` "
                    "(the key is printed on the last line)")
     n_workers = workers or config.server.workers or os.cpu_count() or 1
@@ -132,20 +134,38 @@ def keys() -> None:
     """Create, list and revoke API keys."""
 
 
+def _fail(exc: Exception, exit_code: int = 1) -> NoReturn:
+    """An operation's own error (it says what to fix), or the store being unreachable."""
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, StoreUnavailable):
+        message = f"the database is unavailable right now ({exc}); retry in a moment"
+    click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
 @keys.command("create")
 @click.option("--name", required=True, help="Who or what the key is for.")
-@click.option("--routes", default=None, help="Comma-separated routes the key may use (default: all).")
+@click.option("--role", default="app", show_default=True,
+              help="app (data plane) or an admin API role: viewer, reviewer, operator, deployer, admin.")
+@click.option("--routes", default=None, help="Comma-separated routes an app key may use (default: all).")
 @click.option("--rpm", type=int, default=None, help="Requests per minute (default: the server's default).")
 @click.option("--tpm", type=int, default=None, help="Tokens per minute (default: the server's default).")
 @click.pass_context
-def keys_create(ctx: click.Context, name: str, routes: str | None, rpm: int | None, tpm: int | None) -> None:
+def keys_create(ctx: click.Context, name: str, role: str, routes: str | None, rpm: int | None,
+                tpm: int | None) -> None:
     """Create a key. The key itself is printed once, alone on the last line."""
-    from lockgate.auth.keys import create_key
+    from lockgate.auth.actor import Actor
+    from lockgate.auth.operations import create_api_key
+    from lockgate.errors import LockgateError
 
     route_list = [r.strip() for r in routes.split(",") if r.strip()] if routes else None
-    new = create_key(_store(ctx), name, routes=route_list, requests_per_minute=rpm, tokens_per_minute=tpm,
-                     actor=_actor(ctx))
-    click.echo(f"created key {new.record.key_id} ({name}); routes: {','.join(route_list) if route_list else 'all'}. "
+    try:
+        new = create_api_key(_store(ctx), Actor.cli(_actor(ctx)), name=name, role=role, routes=route_list,
+                             requests_per_minute=rpm, tokens_per_minute=tpm)
+    except (LockgateError, StoreUnavailable) as exc:
+        _fail(exc, exit_code=2)
+    scope = "admin API" if new.record.role != "app" else f"routes: {','.join(route_list) if route_list else 'all'}"
+    click.echo(f"created key {new.record.key_id} ({name}); role: {new.record.role}; {scope}. "
                "Store it now: it is not shown again.")
     click.echo(new.plaintext)
 
@@ -156,11 +176,13 @@ def keys_create(ctx: click.Context, name: str, routes: str | None, rpm: int | No
 def keys_list(ctx: click.Context, include_revoked: bool) -> None:
     """List keys (never the keys themselves)."""
     rows = _store(ctx).list_keys(include_revoked=include_revoked)
-    click.echo(f"{'KEY ID':<18} {'NAME':<20} {'ROUTES':<24} {'RPM':>6} {'TPM':>8}  CREATED              STATE")
+    click.echo(f"{'KEY ID':<18} {'NAME':<20} {'ROLE':<9} {'ROUTES':<24} {'RPM':>6} {'TPM':>8}  CREATED"
+               "              STATE")
     for k in rows:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(k.created_at))
         state = "revoked" if k.revoked_at else "active"
-        click.echo(f"{k.key_id:<18} {k.name[:20]:<20} {','.join(k.routes) if k.routes else 'all':<24} "
+        routes = "-" if k.role != "app" else ",".join(k.routes) if k.routes else "all"
+        click.echo(f"{k.key_id:<18} {k.name[:20]:<20} {k.role:<9} {routes:<24} "
                    f"{k.requests_per_minute or '-':>6} {k.tokens_per_minute or '-':>8}  {created}  {state}")
 
 
@@ -169,12 +191,15 @@ def keys_list(ctx: click.Context, include_revoked: bool) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key: str) -> None:
     """Revoke a key by id or name. Gateways stop accepting it within seconds."""
-    from lockgate.auth.keys import revoke_key
+    from lockgate.auth.actor import Actor
+    from lockgate.auth.operations import revoke_api_keys
+    from lockgate.errors import LockgateError
 
-    if not revoke_key(_store(ctx), key, actor=_actor(ctx)):
-        click.echo(f"error: no active key with id or name '{key}'; see `lockgate keys list`", err=True)
-        sys.exit(1)
-    click.echo(f"revoked {key}")
+    try:
+        revoked = revoke_api_keys(_store(ctx), Actor.cli(_actor(ctx)), key)
+    except (LockgateError, StoreUnavailable) as exc:
+        _fail(exc)
+    click.echo("revoked " + ", ".join(f"{k.key_id} ({k.name})" for k in revoked))
 
 
 # -- releases ------------------------------------------------------------------------------------
@@ -192,14 +217,14 @@ _config_or_exit = config_or_exit
 @click.pass_context
 def release_create(ctx: click.Context) -> None:
     """Register every release declared in the configuration; the same content keeps its version."""
-    from lockgate.gateway.runtime import register_releases
+    from lockgate.auth.actor import Actor
+    from lockgate.releases.operations import register_declared_releases
 
     config = _config_or_exit(ctx)
-    store = _store(ctx)
-    known = {(r.route, r.content_hash) for r in store.list_releases()}
-    for route, records in register_releases(config, store, actor=_actor(ctx)).items():
-        for label, record in records.items():
-            state = "unchanged" if (route, record.content_hash) in known else "new"
+    for records in register_declared_releases(_store(ctx), config, Actor.cli(_actor(ctx))).values():
+        for label, registered in records.items():
+            record = registered.record
+            state = "new" if registered.created else "unchanged"
             click.echo(f"{record.release_id:<24} {label:<12} {record.content_hash[:12]}  {state}")
 
 
@@ -209,24 +234,25 @@ def release_create(ctx: click.Context) -> None:
 def release_list(ctx: click.Context, route: str | None) -> None:
     """Every registered release, oldest first; `serving` marks what the configuration serves."""
     from lockgate.releases.diff import serving_hashes
+    from lockgate.releases.operations import list_releases
 
     serving = serving_hashes(_config_or_exit(ctx))
     click.echo(f"{'RELEASE':<24} {'LABEL':<12} {'HASH':<12}  {'CREATED':<19}  STATE")
-    for record in _store(ctx).list_releases(route):
+    for listed in list_releases(_store(ctx), serving, route):
+        record = listed.record
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created_at))
-        state = "serving" if serving.get(record.route) == record.content_hash else ""
+        state = "serving" if listed.serving else ""
         click.echo(f"{record.release_id:<24} {record.label:<12} {record.content_hash[:12]}  {created}  {state}")
 
 
 def _release_or_exit(ctx: click.Context, release_id: str):  # noqa: ANN202 - returns ReleaseRecord
-    from lockgate.releases import parse_release_id
+    from lockgate.errors import LockgateError
+    from lockgate.releases.operations import find_release
 
-    parsed = parse_release_id(release_id)
-    record = _store(ctx).get_release(*parsed) if parsed else None
-    if record is None:
-        click.echo(f"error: no release {release_id}; see `lockgate release list`", err=True)
-        sys.exit(1)
-    return record
+    try:
+        return find_release(_store(ctx), release_id)
+    except (LockgateError, StoreUnavailable) as exc:
+        _fail(exc)
 
 
 @release.command("show")
@@ -245,10 +271,14 @@ def release_show(ctx: click.Context, release_id: str) -> None:
 @click.pass_context
 def release_diff(ctx: click.Context, old: str, new: str) -> None:
     """Exactly what changed from one release to another, one line per key path."""
-    from lockgate.releases.diff import diff_contents
+    from lockgate.errors import LockgateError
+    from lockgate.releases.operations import diff_releases
 
-    a, b = _release_or_exit(ctx, old), _release_or_exit(ctx, new)
-    changes = diff_contents(a.content, b.content)
+    try:
+        diff = diff_releases(_store(ctx), old, new)
+    except (LockgateError, StoreUnavailable) as exc:
+        _fail(exc)
+    a, b, changes = diff.old, diff.new, diff.changes
     click.echo(f"{a.release_id} ({a.content_hash[:12]}) -> {b.release_id} ({b.content_hash[:12]}): "
                f"{len(changes)} change(s)")
     for change in changes:

@@ -50,7 +50,8 @@ def rollout_start(ctx: click.Context, route: str, candidate: str, plan_name: str
     from lockgate.rollout.status import render
 
     config, store = config_or_exit(ctx), store_or_exit(ctx)
-    state = _run(lambda: start_rollout(config, store, route, candidate, plan_name=plan_name, actor=operator(actor)))
+    who = operator(ctx, actor)
+    state = _run(lambda: start_rollout(config, store, route, candidate, plan_name=plan_name, actor=who))
     click.echo(render(state))
 
 
@@ -87,7 +88,7 @@ def _operator_action(name: str, doc: str, *, takes_reason: bool) -> click.Comman
         from lockgate.rollout.status import render
 
         store = store_or_exit(ctx)
-        state = _run(lambda: apply(store, route, name, actor=operator(actor), reason=reason))
+        state = _run(lambda: apply(store, route, name, actor=operator(ctx, actor), reason=reason))
         click.echo(render(state))
 
     command.__doc__ = doc
@@ -125,7 +126,8 @@ def flag_set(ctx: click.Context, route: str, name: str, value: str, message: str
     from lockgate.rollout.status import route_summary
 
     store = store_or_exit(ctx)
-    state = _run(lambda: set_kill_switch(store, route, value, actor=operator(actor), message=message, reason=reason))
+    who = operator(ctx, actor)
+    state = _run(lambda: set_kill_switch(store, route, value, actor=who, message=message, reason=reason))
     click.echo(route_summary(state))
 
 
@@ -156,7 +158,7 @@ def experiment_start(ctx: click.Context, route: str, name: str, actor: str | Non
     from lockgate.rollout.status import route_summary
 
     config, store = config_or_exit(ctx), store_or_exit(ctx)
-    click.echo(route_summary(_run(lambda: start_experiment(config, store, route, name, actor=operator(actor)))))
+    click.echo(route_summary(_run(lambda: start_experiment(config, store, route, name, actor=operator(ctx, actor)))))
 
 
 @experiment.command("stop")
@@ -168,7 +170,7 @@ def experiment_stop(ctx: click.Context, route: str, actor: str | None) -> None:
     from lockgate.rollout.status import route_summary
 
     store = store_or_exit(ctx)
-    click.echo(route_summary(_run(lambda: stop_experiment(store, route, actor=operator(actor)))))
+    click.echo(route_summary(_run(lambda: stop_experiment(store, route, actor=operator(ctx, actor)))))
 
 
 @experiment.command("report")

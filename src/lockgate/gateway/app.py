@@ -14,8 +14,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from lockgate.admin import create_admin_app
+from lockgate.auth.roles import require_data_plane_key
 from lockgate.errors import AuthenticationFailed, LockgateError, NotFound
 from lockgate.gateway.chat import handle_chat
 from lockgate.gateway.feedback import handle_feedback
@@ -31,6 +33,7 @@ JSON = "application/json"
 
 def create_app(runtime: Runtime) -> Starlette:
     started_at = int(time.time())
+    admin = create_admin_app(runtime)
 
     async def chat_completions(request: Request) -> Response:
         return await handle_chat(request, runtime)
@@ -49,6 +52,7 @@ def create_app(runtime: Runtime) -> Starlette:
                     "Missing or incorrect API key. Send `Authorization: Bearer <key>`; create a key with "
                     "`lockgate keys create --name NAME`."
                 )
+            require_data_plane_key(key.role)
             if key.routes is not None:
                 routes = [r for r in routes if r in key.routes]
         return Response(orjson.dumps(models_body(routes, started_at)), media_type=JSON)
@@ -92,6 +96,7 @@ def create_app(runtime: Runtime) -> Starlette:
         try:
             yield
         finally:
+            admin.state.admin.close()
             await runtime.stop()
 
     routes = [
@@ -101,6 +106,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Mount("/admin", app=admin),  # its own error handling and OpenAPI document: lockgate.admin
     ]
     app = Starlette(
         routes=routes,

@@ -18,6 +18,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from lockgate.auth.roles import require_data_plane_key
 from lockgate.backends.base import BackendCall, BackendFailure, Completion, StreamDelta
 from lockgate.control.assignment import Assignment, assign
 from lockgate.errors import (
@@ -198,6 +199,7 @@ def _authenticate(request: Request, rt: Runtime) -> ApiKeyRecord | None:
         raise AuthenticationFailed(
             "Incorrect or revoked API key. Check the key, or create a new one with `lockgate keys create --name NAME`."
         )
+    require_data_plane_key(key.role)
     return key
 
 

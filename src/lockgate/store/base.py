@@ -28,6 +28,7 @@ class ApiKeyRecord:
     tokens_per_minute: int | None
     created_at: float
     revoked_at: float | None = None
+    role: str = "app"  # a lockgate.auth.roles.Role value: "app" for the data plane, else a governance role
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     requests_per_minute INTEGER,
     tokens_per_minute INTEGER,
     created_at REAL NOT NULL,
-    revoked_at REAL
+    revoked_at REAL,
+    role TEXT NOT NULL DEFAULT 'app'
 );
 CREATE TABLE IF NOT EXISTS releases (
     route TEXT NOT NULL,
@@ -154,6 +155,7 @@ _COUNTED = "(status < 400 OR status >= 500 OR guard_violation = 1)"
 
 # Columns added after the first release of the schema, with their definitions, for in-place upgrades.
 ADDED_COLUMNS = {
+    "api_keys": {"role": "TEXT NOT NULL DEFAULT 'app'"},
     "traces": {
         "shadow_of": "TEXT",
         "release_failed": "INTEGER NOT NULL DEFAULT 0",
@@ -202,11 +204,18 @@ class SqliteStore:
     def migrate(self) -> None:
         def upgrade(c: sqlite3.Connection) -> None:
             c.executescript(SCHEMA)
-            for table, columns in ADDED_COLUMNS.items():
-                have = {row["name"] for row in c.execute(f"PRAGMA table_info({table})")}
-                for name, definition in columns.items():
-                    if name not in have:
-                        c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+            # IMMEDIATE: several workers migrate at start; the second must see the first one's columns.
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for table, columns in ADDED_COLUMNS.items():
+                    have = {row["name"] for row in c.execute(f"PRAGMA table_info({table})")}
+                    for name, definition in columns.items():
+                        if name not in have:
+                            c.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
 
         self._run(upgrade)
 
@@ -216,7 +225,8 @@ class SqliteStore:
         routes = json.dumps(list(record.routes)) if record.routes is not None else None
         self._run(
             lambda c: c.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (key_id, name, key_hash, routes, requests_per_minute, tokens_per_minute, "
+                "created_at, revoked_at, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.key_id,
                     record.name,
@@ -226,6 +236,7 @@ class SqliteStore:
                     record.tokens_per_minute,
                     record.created_at,
                     record.revoked_at,
+                    record.role,
                 ),
             )
         )
@@ -243,6 +254,7 @@ class SqliteStore:
                 tokens_per_minute=r["tokens_per_minute"],
                 created_at=r["created_at"],
                 revoked_at=r["revoked_at"],
+                role=r["role"],
             )
             for r in rows
         ]
