@@ -47,6 +47,19 @@ ENDPOINTS = [
     ("get", "/v1/keys", "/admin/v1/keys", "admin"),
     ("post", "/v1/keys", "/admin/v1/keys", "admin"),
     ("delete", "/v1/keys/{key}", "/admin/v1/keys/no-such-key", "admin"),
+    ("get", "/v1/rollouts/{route}", "/admin/v1/rollouts/echo", "viewer"),
+    ("post", "/v1/rollouts/{route}/start", "/admin/v1/rollouts/nope/start", "deployer"),
+    ("post", "/v1/rollouts/{route}/pause", "/admin/v1/rollouts/nope/pause", "operator"),
+    ("post", "/v1/rollouts/{route}/resume", "/admin/v1/rollouts/nope/resume", "operator"),
+    ("post", "/v1/rollouts/{route}/approve", "/admin/v1/rollouts/nope/approve", "deployer"),
+    ("post", "/v1/rollouts/{route}/promote", "/admin/v1/rollouts/nope/promote", "deployer"),
+    ("post", "/v1/rollouts/{route}/abort", "/admin/v1/rollouts/nope/abort", "operator"),
+    ("post", "/v1/rollouts/{route}/rollback", "/admin/v1/rollouts/nope/rollback", "operator"),
+    ("get", "/v1/flags/{route}", "/admin/v1/flags/echo", "viewer"),
+    ("put", "/v1/flags/{route}/kill_switch", "/admin/v1/flags/nope/kill_switch", "operator"),
+    ("post", "/v1/experiments/{route}/start", "/admin/v1/experiments/nope/start", "deployer"),
+    ("post", "/v1/experiments/{route}/stop", "/admin/v1/experiments/nope/stop", "operator"),
+    ("get", "/v1/experiments/{route}/report", "/admin/v1/experiments/nope/report", "viewer"),
 ]
 
 

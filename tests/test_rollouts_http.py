@@ -283,3 +283,32 @@ def test_experiment_weights_and_sample_ratio(setup):
     time.sleep(1.0)
     report = run_cli("experiment", "report", "echo", data_dir=data_dir, config=config).stdout
     assert "sample ratio: ok" in report and "error_rate" in report
+
+
+def test_the_admin_api_drives_rollouts_and_flags(setup):
+    gw, _, config, data_dir = setup("""      default:
+        steps: [{canary: {weight: 20}}, {pause: {}}, {promote: {}}]""")
+    deployer = create_key(data_dir, "dee", "--role", "deployer")
+    viewer = create_key(data_dir, "vic", "--role", "viewer")
+    time.sleep(2.5)  # the key ring refreshes every 2 s
+
+    def call(method: str, path: str, key: str, body: dict | None = None) -> httpx.Response:
+        return httpx.request(method, gw.base_url + "/admin/v1" + path, json=body, timeout=30,
+                             headers={"authorization": f"Bearer {key}"})
+
+    r = call("post", "/rollouts/echo/start", viewer, {"candidate": "v2"})
+    assert r.status_code == 403 and "deployer" in r.json()["error"]["message"]
+    r = call("post", "/rollouts/echo/start", deployer, {"candidate": "v2"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["rollout"]["status"] == "paused" and body["rollout"]["canary_weight"] == 20
+    assert "pause until resumed" in body["status_text"]
+    r = call("post", "/rollouts/echo/pause", deployer, {"reason": "again"})
+    assert r.status_code == 409 and "not running" in r.json()["error"]["message"]
+    r = call("put", "/flags/echo/kill_switch", deployer, {"mode": "static"})
+    assert r.status_code == 409 and "--message" in r.json()["error"]["message"]
+    r = call("put", "/flags/echo/kill_switch", deployer, {"mode": "last_good", "reason": "drill"})
+    assert r.status_code == 200 and r.json()["kill_switch"]["mode"] == "last_good"
+    assert r.json()["rollout"]["status"] == "rolled_back"  # the kill switch ends the rollout
+    assert call("get", "/flags/echo", viewer).json()["kill_switch"]["set_by"] == "dee"
+    assert call("get", "/rollouts/nope", viewer).status_code == 404

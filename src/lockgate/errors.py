@@ -103,3 +103,11 @@ class ServiceUnavailable(LockgateError):
     status = 503
     error_type = "server_error"
     code = "service_unavailable"
+
+
+class Conflict(LockgateError):
+    """The request is well formed but does not apply to the current state (e.g. no rollout to pause)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+    code = "conflict"

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import compile_path
 
 from lockgate import __version__
-from lockgate.admin import audit, evidence, keys, releases, routes, traces
+from lockgate.admin import audit, evidence, keys, releases, rollouts, routes, traces
 from lockgate.admin.body_limit import BodyLimit
 from lockgate.admin.deps import AdminContext, RoleRequirement
 from lockgate.admin.errors import install_error_handlers
@@ -32,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit.router,
     traces.router,
     keys.router,
+    rollouts.router,
 )
 
 DESCRIPTION = """The control plane of a Lockgate gateway.

@@ -37,18 +37,18 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def _error(description: str) -> dict[str, Any]:
+def error_response(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
 # Declared on every router; FastAPI then leaves out its own 422 schema, which is not what we send.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _error("Bad input: the message says what was wrong."),
-    401: _error("No API key, or an incorrect or revoked one."),
-    403: _error("The key's role is too low for this call; the message names the role needed."),
-    404: _error("No such resource."),
-    413: _error("The request body is larger than the gateway accepts."),
-    422: _error("The request does not match the documented schema; the message names each field."),
-    500: _error("Internal error; details are in the gateway's log."),
-    503: _error("The database is unavailable right now; retry shortly."),
+    400: error_response("Bad input: the message says what was wrong."),
+    401: error_response("No API key, or an incorrect or revoked one."),
+    403: error_response("The key's role is too low for this call; the message names the role needed."),
+    404: error_response("No such resource."),
+    413: error_response("The request body is larger than the gateway accepts."),
+    422: error_response("The request does not match the documented schema; the message names each field."),
+    500: error_response("Internal error; details are in the gateway's log."),
+    503: error_response("The database is unavailable right now; retry shortly."),
 }
