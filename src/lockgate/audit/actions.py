@@ -26,9 +26,9 @@ def default_actor() -> str:
         return f"uid:{os.getuid()}"
 
 
-def record_key_created(store: Store, key: ApiKeyRecord, actor: str) -> AuditRecord:
+def record_key_created(store: Store, key: ApiKeyRecord, actor: str, via: str = "cli") -> AuditRecord:
     # Never the key nor its hash: the audit log is read by more people than the key table.
-    return store.append_audit(actor, "key.create", key.key_id, {
+    return store.append_audit(actor, "key.create", key.key_id, {"via": via,
         "name": key.name, "role": key.role, "routes": list(key.routes) if key.routes is not None else None,
         "requests_per_minute": key.requests_per_minute, "tokens_per_minute": key.tokens_per_minute,
     })

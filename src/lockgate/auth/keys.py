@@ -42,6 +42,7 @@ def create_key(
     tokens_per_minute: int | None = None,
     actor: str | None = None,
     role: Role = Role.APP,
+    via: str = "cli",
 ) -> NewKey:
     """Creates and stores a key, and records it in the audit log (by `actor`, default the OS user).
     The plaintext is returned once and exists nowhere else from here on."""
@@ -57,7 +58,7 @@ def create_key(
         role=role.value,
     )
     store.add_key(record)
-    record_key_created(store, record, actor or default_actor())
+    record_key_created(store, record, actor or default_actor(), via)
     return NewKey(record=record, plaintext=plaintext)
 
 

@@ -54,7 +54,8 @@ def create_api_key(
             raise InvalidRequest(f"{param} must be at least 1 (leave it out for the server's default).", param=param)
     # create_key records the creation in the audit log (once, with what the key may do).
     return create_key(store, name, routes=routes or None, requests_per_minute=requests_per_minute,
-                      tokens_per_minute=tokens_per_minute, role=parsed_role, actor=actor.name)
+                      tokens_per_minute=tokens_per_minute, role=parsed_role, actor=actor.name,
+                      via=actor.via)
 
 
 def revoke_api_keys(store: Store, actor: Actor, key_id_or_name: str) -> list[ApiKeyRecord]:
