@@ -10,8 +10,8 @@ upstream go bad and watch:
   guard      the candidate's upstream leaks personal data (the PII output guard redacts: a violation)
 
 Reported per scenario:
-  rollback_s      fault start -> the last request the candidate was given (by send time): when its
-                  share of traffic reached 0%
+  rollback_s      fault start -> the candidate's share of traffic at 0%: the later of the rollback
+                  written to the route's state and the last request the candidate was given
   decision_s      fault start -> the rollback written to the route's state
   bad_share_pct   of the requests sent from the fault's start until the candidate's traffic reached
                   0%, the share the bad release served
@@ -55,7 +55,7 @@ server:
   default_key_rate_limit: {{requests_per_minute: 1000000, tokens_per_minute: 100000000}}
 backends:
   stable_up: {{kind: openai, base_url: {stable}}}
-  cand_up: {{kind: openai, base_url: {candidate}, circuit: {{failure_threshold: 1000000}}}}
+  cand_up: {{kind: openai, base_url: {candidate}, circuit: {{failure_threshold: 1000}}}}
 routes:
   bench:
     serve: v1
@@ -94,8 +94,12 @@ class Scenario:
         return [s for s in self.sent if s.t >= self.fault_at and s.release == "bench@2"]
 
     def zero_at(self) -> float:
+        """When the candidate's share reached 0%: the later of the rollback being written and the last
+        request the candidate was given (workers pick the new state up within a fraction of a second;
+        with sparse candidate traffic the last request can come well before the decision)."""
         bad = self.candidate_after_fault()
-        return max(s.t for s in bad) if bad else self.fault_at
+        ended = (self.state.get("rollout") or {}).get("ended_at") or self.fault_at
+        return max([ended, *(s.t for s in bad)])
 
     def rollback_s(self) -> float:
         return self.zero_at() - self.fault_at
@@ -103,6 +107,10 @@ class Scenario:
     def decision_s(self) -> float | None:
         ended = (self.state.get("rollout") or {}).get("ended_at")
         return None if ended is None else ended - self.fault_at
+
+    def achieved_rate(self) -> float:
+        answered = [s.t for s in self.sent if s.status]
+        return len(answered) / max(1e-9, max(answered) - min(answered)) if len(answered) > 1 else 0.0
 
     def bad_share_pct(self) -> float:
         window = [s for s in self.sent if self.fault_at <= s.t <= self.zero_at()]
@@ -233,22 +241,24 @@ def write_report(results: list[Scenario], args: argparse.Namespace, command: str
         "The plan's absolute limits (`rollback_when`, trailing 10 s window, at least "
         f"{args.min_samples} candidate requests): error rate above 5%, p95 latency above 1 s, output-guard "
         "violations above 5%.", "",
-        "- **rollback_s**: fault start → the send time of the last request the candidate served (its traffic at 0%).",
+        "- **rollback_s**: fault start → the candidate's traffic at 0%: the later of the rollback being written "
+        "and the send time of the last request the candidate served.",
         "- **decision_s**: fault start → the rollback written to the route's state by the controller.",
         "- **bad_share_pct**: of all requests sent from the fault's start until the candidate's traffic reached "
         "0%, the share the bad release served.", "",
         "The path a rollback takes: a failing answer is journaled by the worker (flushed every 0.2 s), loaded "
-        "into the store by the supervisor, judged by the controller (every 0.5 s), and the new route state is "
+        "into the store by the supervisor, judged by the controller (every 0.25 s), and the new route state is "
         "picked up by every worker (every 0.25 s).", "",
         "## Results", "",
         "| scenario | rollback_s | decision_s | bad share % | candidate answers after fault | requests in window | "
-        "end reason |", "|---|---:|---:|---:|---:|---:|---|",
+        "achieved req/s | end reason |", "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in results:
         window = [x for x in s.sent if s.fault_at <= x.t <= s.zero_at()]
         decision = s.decision_s()
         lines.append(f"| {s.name} | {s.rollback_s():.2f} | {'-' if decision is None else f'{decision:.2f}'} | "
                      f"{s.bad_share_pct():.2f} | {len(s.candidate_after_fault())} | {len(window)} | "
+                     f"{s.achieved_rate():.0f} | "
                      f"{(s.state.get('rollout') or {}).get('end_reason', '-')} |")
     worst_s = max(s.rollback_s() for s in results)
     worst_share = max(s.bad_share_pct() for s in results)

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class RolloutController:
-    def __init__(self, store: Store, routes: list[str], *, interval_s: float = 0.5,
+    def __init__(self, store: Store, routes: list[str], *, interval_s: float = 0.25,
                  analyzer: Analyzer | None = None) -> None:
         self.store = store
         self.routes = routes
