@@ -12,6 +12,7 @@ import click
 
 from lockgate.cli.logging_setup import configure_logging
 from lockgate.config import ConfigError
+from lockgate.drift.cli import drift_command
 from lockgate.settings import Settings
 from lockgate.store import StoreUnavailable
 
@@ -43,6 +44,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     """Serve the gateway (the embedded demo when no --config is given)."""
     import uvicorn
 
+    from lockgate.drift.monitor import start_drift_monitor
     from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
 
     configure_logging()
@@ -66,6 +68,12 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     if config.server.require_api_key and not store.list_keys():
         click.echo("no API keys yet: create one with `.venv/bin/lockgate keys create --name NAME` "
                    "(the key is printed on the last line)")
+    try:
+        # Drift checks run here, once, not in the workers (lockgate.drift.monitor); None without `drift:`.
+        drift_monitor = start_drift_monitor(settings, config, store)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     n_workers = workers or config.server.workers or os.cpu_count() or 1
     click.echo(f"lockgate: listening on http://{settings.host}:{settings.port} with {n_workers} worker(s); "
                f"data in {settings.data_dir}")
@@ -77,7 +85,11 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
         from lockgate.gateway.app import create_app
         from lockgate.gateway.runtime import Runtime
 
-        uvicorn.run(create_app(Runtime(settings, config, store, workers=1)), **common)
+        try:
+            uvicorn.run(create_app(Runtime(settings, config, store, workers=1)), **common)
+        finally:
+            if drift_monitor is not None:
+                drift_monitor.stop()
         return
     # Several processes: metrics are summed across workers through files in this folder.
     metrics_dir = settings.data_dir / "prometheus"
@@ -92,6 +104,8 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     try:
         uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
     finally:
+        if drift_monitor is not None:
+            drift_monitor.stop()
         loader.stop()  # the workers sealed their segments on the way out; load them now
 
 
@@ -325,6 +339,9 @@ def eval_command(ctx: click.Context, suite_path: str, release_ref: str, baseline
     click.echo(summary_text(report))
     click.echo("reports: " + ", ".join(str(p) for p in paths.values()))
     sys.exit(0 if report["passed"] else 1)
+
+
+cli.add_command(drift_command)
 
 
 def main() -> None:

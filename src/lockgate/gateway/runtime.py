@@ -15,6 +15,7 @@ from lockgate.backends.http import HttpBackend
 from lockgate.backends.llama_cpp import LlamaCppBackend, default_threads
 from lockgate.config import LockgateConfig, ReleaseSpec, RouteConfig, load_config, load_default_config
 from lockgate.config.schema import HttpBackendConfig
+from lockgate.drift.publish import drift_collectors
 from lockgate.gateway.circuit import CircuitBreaker
 from lockgate.gateway.ratelimit import RateLimiter
 from lockgate.gateway.resilience import ReleaseCaller, chain_of
@@ -81,6 +82,8 @@ class Runtime:
             )
         self.caller = ReleaseCaller(self.backends, self.breakers)
         self.registry = register_releases(config, store)
+        # Scores computed elsewhere (the drift monitor of `lockgate serve`), shown on this process's /metrics.
+        self.metric_collectors = drift_collectors(settings, config)
         self._tasks: list[asyncio.Task[Any]] = []
         self._guard_sets: dict[str, GuardSet] = {}
         for route_name in config.routes:

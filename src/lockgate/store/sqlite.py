@@ -293,6 +293,11 @@ class SqliteStore:
         rows = self._run(lambda c: c.execute(sql, args).fetchall())
         return [json.loads(r["body"]) for r in rows]
 
+    def traces_between(self, route: str, since: float, until: float, limit: int) -> list[dict[str, Any]]:
+        sql = "SELECT body FROM traces WHERE route = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT ?"
+        rows = self._run(lambda c: c.execute(sql, (route, since, until, int(limit))).fetchall())
+        return [json.loads(r["body"]) for r in rows]
+
     def get_trace(self, trace_id: str) -> dict[str, Any] | None:
         row = self._run(lambda c: c.execute("SELECT body FROM traces WHERE trace_id = ?", (trace_id,)).fetchone())
         return json.loads(row["body"]) if row else None
