@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lockgate.drift import stats
-from lockgate.drift.analysis import WindowSample, compare, topic_distances
+from lockgate.drift.analysis import PromptMemo, WindowSample, compare, topic_distances
 from lockgate.drift.features import Observation
 from lockgate.drift.stats import DriftSettings, Verdict
 
@@ -241,3 +241,31 @@ def test_alpha_is_shared_by_the_features_judged() -> None:
                      topic=False, language=False)
     judged = [f for f in report.features if f.test is not None and f.verdict is not Verdict.INSUFFICIENT]
     assert judged and all(f.test.alpha == pytest.approx(SETTINGS.alpha / len(judged)) for f in judged)
+
+
+def test_prompt_memo_does_each_prompt_once() -> None:
+    from lockgate.embeddings.minilm import embed
+
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return embed(texts)
+
+    memo = PromptMemo(capacity=3)
+    first = memo.embeddings(["a cat", "a dog", "a cat"], counting)
+    assert calls == [["a cat", "a dog"]]
+    np.testing.assert_allclose(first, embed(["a cat", "a dog", "a cat"]), atol=1e-5)
+    second = memo.embeddings(["a dog", "a bird"], counting)
+    assert calls[-1] == ["a bird"]
+    np.testing.assert_allclose(second[0], first[1])
+    memo.embeddings(["x", "y"], counting)  # over capacity: the least recently used ("a cat", "a dog") go
+    memo.embeddings(["a cat", "a bird"], counting)
+    assert calls[-1] == ["a cat"]
+    assert memo.languages(["Wie setze ich mein Passwort zurück?", "ok"]) == ["de", "und"]
+    # a window with a memo gives what one without it gives
+    observations = [Observation(prompt=p) for p in ("a cat", "Wie setze ich mein Passwort zurück?")]
+    with_memo = WindowSample("w", observations, memo=memo)
+    without = WindowSample("w", observations)
+    assert with_memo.languages() == without.languages()
+    np.testing.assert_allclose(with_memo.embeddings(embed), without.embeddings(embed), atol=1e-5)

@@ -12,6 +12,7 @@ would look closer than a new prompt from the very same distribution, and small w
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,15 +28,51 @@ MAX_EMBEDDED = 1000  # prompts embedded per window; a uniform sample beyond that
 SAMPLE_SEED = 20240601
 
 
+class PromptMemo:
+    """Languages and embeddings of prompts already seen, kept for the drift monitor: its current window
+    slides by `interval_s` while spanning `window_s`, so most prompts of a check were in the last one.
+    Bounded: the least recently used prompts are forgotten first."""
+
+    def __init__(self, capacity: int = 4 * MAX_EMBEDDED) -> None:
+        self.capacity = capacity
+        self._languages: OrderedDict[str, str] = OrderedDict()
+        self._embeddings: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def languages(self, prompts: Sequence[str]) -> list[str]:
+        from lockgate.drift.language import detect_language
+
+        return self._lookup(self._languages, prompts, lambda missing: [detect_language(p) for p in missing])
+
+    def embeddings(self, prompts: Sequence[str], embed: Embedder) -> np.ndarray:
+        rows = self._lookup(self._embeddings, prompts, lambda missing: list(embed(missing)))
+        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    def _lookup(self, memo: OrderedDict[str, Any], prompts: Sequence[str],
+                compute: Callable[[list[str]], list[Any]]) -> list[Any]:
+        missing = list(dict.fromkeys(p for p in prompts if p not in memo))
+        fresh = dict(zip(missing, compute(missing), strict=True)) if missing else {}
+        out = []
+        for p in prompts:
+            value = fresh[p] if p in fresh else memo[p]
+            memo[p] = value
+            memo.move_to_end(p)
+            out.append(value)
+        while len(memo) > self.capacity:
+            memo.popitem(last=False)
+        return out
+
+
 class WindowSample:
     """One window's observations, with the costly per-prompt work (language, embedding) done once:
-    a reference window is compared again and again by the drift monitor."""
+    a reference window is compared again and again by the drift monitor, and a `memo` carries that work
+    from one current window to the next."""
 
     def __init__(self, description: str, observations: Sequence[Observation], *,
-                 max_embedded: int = MAX_EMBEDDED) -> None:
+                 max_embedded: int = MAX_EMBEDDED, memo: PromptMemo | None = None) -> None:
         self.description = description
         self.observations = list(observations)
         self.max_embedded = max_embedded
+        self.memo = memo
         self._languages: list[str] | None = None
         self._embeddings: np.ndarray | None = None
 
@@ -47,9 +84,12 @@ class WindowSample:
 
     def languages(self) -> list[str]:
         if self._languages is None:
-            from lockgate.drift.language import detect_language
+            if self.memo is not None:
+                self._languages = self.memo.languages(self.prompts())
+            else:
+                from lockgate.drift.language import detect_language
 
-            self._languages = [detect_language(p) for p in self.prompts()]
+                self._languages = [detect_language(p) for p in self.prompts()]
         return self._languages
 
     def embeddings(self, embed: Embedder) -> np.ndarray:
@@ -58,7 +98,12 @@ class WindowSample:
             if len(prompts) > self.max_embedded:
                 keep = np.random.default_rng(SAMPLE_SEED).choice(len(prompts), self.max_embedded, replace=False)
                 prompts = [prompts[i] for i in sorted(keep)]
-            self._embeddings = embed(prompts) if prompts else np.zeros((0, 0), dtype=np.float32)
+            if not prompts:
+                self._embeddings = np.zeros((0, 0), dtype=np.float32)
+            elif self.memo is not None:
+                self._embeddings = self.memo.embeddings(prompts, embed)
+            else:
+                self._embeddings = embed(prompts)
         return self._embeddings
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lockgate.config import LockgateConfig
 from lockgate.config.schema import DriftConfig
-from lockgate.drift.analysis import DriftReport, WindowSample, compare
+from lockgate.drift.analysis import DriftReport, PromptMemo, WindowSample, compare
 from lockgate.drift.publish import route_snapshot, snapshot_path, write_snapshot
 from lockgate.drift.spec import WindowError, WindowSpec, parse_window
 from lockgate.drift.stats import DriftSettings
@@ -49,6 +49,8 @@ class DriftMonitor:
                 raise WindowError(f"routes.{name}.drift.reference: there is no suite file {spec.suite} "
                                   "(a relative path starts at the configuration file's folder)")
         self._references: dict[str, WindowSample] = {}
+        # Windows that move overlap from one check to the next: their prompts' work is carried over.
+        self._memos = {name: PromptMemo() for name in self.routes}
         self._snapshot: dict[str, dict] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,11 +61,12 @@ class DriftMonitor:
         now = self.clock()
         reference = self._references.get(route)
         if reference is None:
-            reference = load_window(reference_spec, route=route, store=self.store, now=now)
-            if reference_spec.last_s is None:  # a suite or a fixed period: the same requests every time
+            reference = load_window(reference_spec, route=route, store=self.store, now=now,
+                                    memo=self._memos[route])
+            if reference_spec.fixed(now):  # the same requests at every check: load and embed them once
                 self._references[route] = reference
         current_spec = WindowSpec(f"last:{drift.window_s:g}s", last_s=drift.window_s)
-        current = load_window(current_spec, route=route, store=self.store, now=now)
+        current = load_window(current_spec, route=route, store=self.store, now=now, memo=self._memos[route])
         report = compare(route, reference, current, drift_settings(drift))
         self._snapshot[route] = route_snapshot(report)
         write_snapshot(self.path, self._snapshot)

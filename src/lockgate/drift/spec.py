@@ -61,6 +61,10 @@ class WindowSpec:
         assert self.since is not None
         return self.since, self.until if self.until is not None else now
 
+    def fixed(self, now: float) -> bool:
+        """True when the window holds the same requests whenever it is read: a suite, or a period over."""
+        return self.suite is not None or (self.until is not None and self.until <= now)
+
     def describe(self, now: float) -> str:
         if self.suite is not None:
             return f"suite {self.suite}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from lockgate.drift.analysis import WindowSample
+from lockgate.drift.analysis import PromptMemo, WindowSample
 from lockgate.drift.features import from_case, from_trace
 from lockgate.drift.spec import WindowError, WindowSpec
 from lockgate.store import Store
@@ -16,7 +16,7 @@ MAX_TRACES = 20_000
 
 
 def load_window(spec: WindowSpec, *, route: str, store: Store, now: float | None = None,
-                max_traces: int = MAX_TRACES) -> WindowSample:
+                max_traces: int = MAX_TRACES, memo: PromptMemo | None = None) -> WindowSample:
     now = time.time() if now is None else now
     if spec.suite is not None:
         from lockgate.evals.suite import SuiteError, load_suite
@@ -35,4 +35,4 @@ def load_window(spec: WindowSpec, *, route: str, store: Store, now: float | None
     description = spec.describe(now)
     if len(traces) >= max_traces:
         description += f"; the newest {max_traces} traces"
-    return WindowSample(description, observations)
+    return WindowSample(description, observations, memo=memo)
