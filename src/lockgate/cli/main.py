@@ -15,6 +15,7 @@ from lockgate.cli.context import config_or_exit, settings_of, store_or_exit
 from lockgate.cli.logging_setup import configure_logging
 from lockgate.cli.rollouts import register_rollout_commands
 from lockgate.config import ConfigError
+from lockgate.drift.cli import drift_command
 from lockgate.settings import Settings
 from lockgate.store import StoreUnavailable
 
@@ -56,6 +57,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
 
     from lockgate.audit.actions import record_config_loaded
     from lockgate.control.commands import reconcile, state_of
+    from lockgate.drift.monitor import start_drift_monitor
     from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
     from lockgate.privacy.secret import install_secret
     from lockgate.rollout.status import route_summary
@@ -84,6 +86,12 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     if config.server.require_api_key and not any(k.role == "app" for k in store.list_keys()):
         click.echo("no API keys yet: create one with `.venv/bin/lockgate keys create --name NAME` "
                    "(the key is printed on the last line)")
+    try:
+        # Drift checks run here, once, not in the workers (lockgate.drift.monitor); None without `drift:`.
+        drift_monitor = start_drift_monitor(settings, config, store)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     n_workers = workers or config.server.workers or os.cpu_count() or 1
     click.echo(f"lockgate: listening on http://{settings.host}:{settings.port} with {n_workers} worker(s); "
                f"data in {settings.data_dir}")
@@ -95,7 +103,11 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
         from lockgate.gateway.app import create_app
         from lockgate.gateway.runtime import Runtime
 
-        uvicorn.run(create_app(Runtime(settings, config, store, workers=1)), **common)
+        try:
+            uvicorn.run(create_app(Runtime(settings, config, store, workers=1)), **common)
+        finally:
+            if drift_monitor is not None:
+                drift_monitor.stop()
         return
     # Several processes: metrics are summed across workers through files in this folder.
     metrics_dir = settings.data_dir / "prometheus"
@@ -120,6 +132,8 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
         uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
     finally:
         controller.stop()
+        if drift_monitor is not None:
+            drift_monitor.stop()
         loader.stop()  # the workers sealed their segments on the way out; load them now
 
 
@@ -405,6 +419,7 @@ register_rollout_commands(cli)
 from lockgate.cli.audit import audit  # noqa: E402 - the command group lives in its own module
 
 cli.add_command(audit)
+cli.add_command(drift_command)
 
 
 def main() -> None:

@@ -11,10 +11,11 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from lockgate.config.plans import ExperimentSpec, RolloutPlan
 from lockgate.config.strict import Strict
+from lockgate.drift.spec import parse_window
 from lockgate.guards.policy import DEFAULT_POLICY, GuardPolicy
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -136,6 +137,23 @@ class RateLimit(Strict):
     tokens_per_minute: int | None = Field(default=None, ge=1)
 
 
+class DriftConfig(Strict):
+    """A periodic drift check of the route's traffic, run by `lockgate serve`; scores go to /metrics."""
+
+    reference: str = Field(description="suite:PATH (relative to this file) or since:TIME[,until:TIME] or "
+                                       "last:DURATION; see `lockgate drift --help`.")
+    window_s: float = Field(default=3600, ge=1, description="The current window: the last this many seconds.")
+    interval_s: float = Field(default=300, ge=1, description="Seconds between two checks.")
+    min_samples: int = Field(default=30, ge=2, description="Fewer values in a window: not judged.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="False-alarm rate of one check, all features.")
+
+    @field_validator("reference")
+    @classmethod
+    def _readable_window(cls, v: str) -> str:
+        parse_window(v)  # raises with what to write instead
+        return v
+
+
 class RouteConfig(Strict):
     description: str | None = None
     serve: str = Field(description="The label of the release that serves traffic.")
@@ -151,6 +169,7 @@ class RouteConfig(Strict):
         default_factory=dict, description="Rollout plans, started with `lockgate rollout start`."
     )
     experiments: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ExperimentSpec] = Field(default_factory=dict)
+    drift: DriftConfig | None = None
 
     @model_validator(mode="after")
     def _serve_is_declared(self) -> RouteConfig:

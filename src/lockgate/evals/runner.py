@@ -21,7 +21,7 @@ import httpx
 
 from lockgate.config import LockgateConfig
 from lockgate.evals import stats
-from lockgate.evals.assertions import evaluate
+from lockgate.evals.assertions import Similarity, evaluate, split_type
 from lockgate.evals.suite import Case, Suite
 from lockgate.gateway.runtime import ServingRelease
 from lockgate.guards.refusal import find_refusal
@@ -118,7 +118,33 @@ def _last_user(case: Case) -> str:
     return (case.messages or [])[-1].content if case.messages else ""
 
 
-async def _run_case(client: httpx.AsyncClient, suite: Suite, case: Case, route: str) -> CaseResult:
+def similarity_for(suite: Suite) -> Similarity | None:
+    """The embedding model's similarity when the suite has a semantic-similarity assertion, else None:
+    the model (about 90 MB) is loaded only for suites that use it, and a missing model is a setup error."""
+    assertions = [*suite.defaults, *(a for case in suite.cases for a in case.asserts)]
+    if not any(split_type(a.type)[0] == "semantic-similarity" for a in assertions):
+        return None
+    from lockgate.embeddings.minilm import get_encoder
+
+    try:
+        return get_encoder().similarity
+    except Exception as exc:  # noqa: BLE001 - missing or unreadable model files: the run cannot be judged
+        raise EvalSetupError(f"suite {suite.name!r} has semantic-similarity assertions but the embedding model "
+                             f"cannot be loaded: {exc}") from exc
+
+
+def _judge(suite: Suite, case: Case, result: CaseResult, similarity: Similarity | None) -> None:
+    all_passed = True
+    for assertion in [*suite.defaults, *case.asserts]:
+        r = evaluate(assertion, result.output, latency_ms=result.latency_ms, cost=0.0, similarity=similarity)
+        result.assertions.append({"type": assertion.type, "value": assertion.value, "passed": r.passed,
+                                  "reason": r.reason, "error": r.error})
+        all_passed = all_passed and r.passed and r.error is None
+    result.passed = all_passed and result.error is None
+
+
+async def _run_case(client: httpx.AsyncClient, suite: Suite, case: Case, route: str,
+                    similarity: Similarity | None = None) -> CaseResult:
     assert case.id is not None
     result = CaseResult(id=case.id, tags=list(case.tags), label=case.label, input=_last_user(case),
                         expected=case.expected)
@@ -154,18 +180,16 @@ async def _run_case(client: httpx.AsyncClient, suite: Suite, case: Case, route: 
         result.error = f"unexpected response body ({exc!r}): {resp.text[:300]}"
         return result
     result.refused = result.refused or find_refusal(result.output) is not None
-    all_passed = True
-    for assertion in [*suite.defaults, *case.asserts]:
-        r = evaluate(assertion, result.output, latency_ms=result.latency_ms, cost=0.0)
-        result.assertions.append({"type": assertion.type, "value": assertion.value, "passed": r.passed,
-                                  "reason": r.reason, "error": r.error})
-        all_passed = all_passed and r.passed and r.error is None
-    result.passed = all_passed and result.error is None
+    if similarity is None:
+        _judge(suite, case, result, None)
+    else:  # the encoder's forward pass would stall the event loop the gateway runs on
+        await asyncio.to_thread(_judge, suite, case, result, similarity)
     return result
 
 
 async def _serve_and_run(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ServingRelease,
-                         concurrency: int, progress: Callable[[int, int], None]) -> list[CaseResult]:
+                         concurrency: int, progress: Callable[[int, int], None],
+                         similarity: Similarity | None) -> list[CaseResult]:
     from lockgate.gateway.app import create_app
     from lockgate.gateway.runtime import Runtime
 
@@ -193,7 +217,7 @@ async def _serve_and_run(settings: Settings, config: LockgateConfig, store: Stor
         async def one(case: Case) -> CaseResult:
             nonlocal done
             async with sem:
-                r = await _run_case(client, suite, case, ref.route)
+                r = await _run_case(client, suite, case, ref.route, similarity)
             done += 1
             progress(done, total)
             return r
@@ -213,8 +237,9 @@ def stderr_progress(label: str) -> Callable[[int, int], None]:
 
 def run_release(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ServingRelease, *,
                 concurrency: int = 2, progress: Callable[[int, int], None] | None = None) -> list[CaseResult]:
+    similarity = similarity_for(suite)  # before the backends load: a missing model fails fast
     return asyncio.run(_serve_and_run(settings, config, store, suite, ref, concurrency,
-                                      progress or stderr_progress(ref.release_id)))
+                                      progress or stderr_progress(ref.release_id), similarity))
 
 
 # -- metrics ------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def create_app(runtime: Runtime) -> Starlette:
         return Response(orjson.dumps(models_body(routes, started_at)), media_type=JSON)
 
     async def metrics_endpoint(request: Request) -> Response:
-        body, content_type = metrics.render()
+        body, content_type = metrics.render(runtime.metric_collectors)
         return Response(body, media_type=content_type)
 
     async def healthz(request: Request) -> Response:

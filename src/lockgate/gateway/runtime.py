@@ -18,6 +18,7 @@ from lockgate.config import LockgateConfig, ReleaseSpec, RouteConfig, load_confi
 from lockgate.config.schema import HttpBackendConfig
 from lockgate.control.cache import ControlCache
 from lockgate.control.state import RouteState
+from lockgate.drift.publish import drift_collectors
 from lockgate.gateway.circuit import CircuitBreaker
 from lockgate.gateway.ratelimit import RateLimiter
 from lockgate.gateway.resilience import ReleaseCaller, chain_of
@@ -125,6 +126,8 @@ class Runtime:
         run_controller = workers == 1 and follow_route_state if run_controller is None else run_controller
         self.controller = RolloutController(store, list(config.routes)) if run_controller else None
         self.shadows = ShadowRunner(self)
+        # Scores computed elsewhere (the drift monitor of `lockgate serve`), shown on this process's /metrics.
+        self.metric_collectors = drift_collectors(settings, config)
         self._tasks: list[asyncio.Task[Any]] = []
         self._guard_sets: dict[str, GuardSet] = {}
         for route_name in config.routes:

@@ -7,6 +7,7 @@ set by `lockgate serve` before the workers start) sums every worker's values at 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +20,7 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -63,15 +65,24 @@ TRACE_SPOOL_SEGMENTS = Gauge(
 )
 
 
-def render() -> tuple[bytes, str]:
+def render(extra: Sequence[Collector] = ()) -> tuple[bytes, str]:
+    """`extra`: collectors whose values live outside this process (e.g. lockgate.drift.publish)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
+        body = generate_latest(registry)
+    else:
+        from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        body = generate_latest(REGISTRY)
+    if extra:
+        others = CollectorRegistry(auto_describe=False)
+        for collector in extra:
+            others.register(collector)
+        body += generate_latest(others)
+    return body, CONTENT_TYPE_LATEST
+
 
 ROLLOUT_WEIGHT = Gauge(
     "lockgate_rollout_candidate_weight_percent",

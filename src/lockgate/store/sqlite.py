@@ -456,13 +456,14 @@ class SqliteStore:
         ]
 
     def traces_between(
-        self, route: str, since: float, until: float | None = None, *, limit: int = 1000
+        self, route: str, since: float, until: float | None = None, *, limit: int = 1000, newest_first: bool = False
     ) -> list[dict[str, Any]]:
-        """Trace bodies of a route in [since, until), oldest first: for checks that read content."""
+        """Trace bodies of a route in [since, until), oldest first (or newest first), at most `limit`."""
         until = until if until is not None else time.time() + 1
+        order = "DESC" if newest_first else "ASC"
         rows = self._run(lambda c: c.execute(
-            "SELECT body FROM traces WHERE route = ? AND ts >= ? AND ts < ? ORDER BY ts LIMIT ?",
-            (route, since, until, limit)).fetchall())
+            f"SELECT body FROM traces WHERE route = ? AND ts >= ? AND ts < ? ORDER BY ts {order} LIMIT ?",
+            (route, since, until, int(limit))).fetchall())
         return [json.loads(r["body"]) for r in rows]
 
     # -- Route state (control plane) -------------------------------------------------------------
