@@ -47,7 +47,8 @@ def questions() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=2, help="concurrent simulated users")
-    parser.add_argument("--timeout-s", type=float, default=900)
+    parser.add_argument("--timeout-s", type=float, default=1200)
+    parser.add_argument("--resumes", type=int, default=3, help="resume a rollout paused as Inconclusive, N times")
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(10)
         cli(data_dir, "rollout", "start", "support-bot", "--candidate", "v2", "--plan", "quick", "--as", "demo")
         last_step = None
+        resumes = 0
         while time.monotonic() - t0 < args.timeout_s:
             state = json.loads(cli(data_dir, "rollout", "status", "support-bot", "--json"))
             rollout = state["rollout"]
@@ -95,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
                                 f"candidate {rollout['canary_weight']:g}%, shadow {rollout['shadow_percent']:g}%")
                 print(timeline[-1], flush=True)
                 last_step = step
-            if rollout["status"] != "running":
+            if rollout["status"] == "paused" and resumes < args.resumes:
+                # Too little traffic to judge (the real models answer in seconds, not milliseconds):
+                # measure again, as an operator would with `lockgate rollout resume`.
+                resumes += 1
+                cli(data_dir, "rollout", "resume", "support-bot", "--as", "demo-operator")
+                timeline.append(f"{time.monotonic() - t0:6.0f} s  resumed by the operator ({rollout['pause_reason']})")
+                print(timeline[-1], flush=True)
+                continue
+            if rollout["status"] not in ("running", "awaiting_approval"):
                 break
             time.sleep(2)
         stop.set()
