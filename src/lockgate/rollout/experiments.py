@@ -56,7 +56,7 @@ def compare_arms(store: Store, state: RouteState, *, since: float, until: float 
     control = state.stable if state.stable in experiment.arms else versions[0]
     empty = ReleaseWindow("", False, 0, 0, 0, 0, ())
     arm = {v: windows.get(f"{route}@{v}", empty) for v in versions}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for v in versions:
         if v == control:
             continue
