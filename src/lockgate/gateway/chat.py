@@ -39,6 +39,7 @@ from lockgate.guards.base import Action
 from lockgate.guards.leakage import with_canary
 from lockgate.guards.streaming import StreamGuard
 from lockgate.observe import metrics
+from lockgate.retrieval import Retrieved
 from lockgate.store import ApiKeyRecord
 
 JSON = "application/json"
@@ -61,6 +62,7 @@ class RequestState:
     ttft_ms: float | None = None
     output: str | None = None
     guarded: guarding.GuardedRequest | None = None
+    retrieved: Retrieved | None = None
 
     @property
     def route(self) -> str | None:
@@ -99,7 +101,8 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
         refusal = guarding.input_refusal(guarded.input)
         if refusal is not None:
             raise refusal
-        call = _backend_call(release, state.chat, guarded)
+        state.retrieved = guarding.retrieve_and_ground(guarded, rt.retriever_for(release))
+        call = _backend_call(release, state.chat, guarded, state.retrieved)
         if state.chat.stream:
             return await _stream(state, call, rt)
         completion = await rt.caller.complete(release.spec, call, state.log)
@@ -249,13 +252,20 @@ def _estimate_prompt_tokens(chat: ChatRequest) -> int:
     return max(1, math.ceil(chars / 4))
 
 
-def _backend_call(release: ServingRelease, chat: ChatRequest, guarded: guarding.GuardedRequest) -> BackendCall:
+def _system_prompt(spec_prompt: str | None, canary: str | None, retrieved: Retrieved | None) -> str | None:
+    """The release's system prompt, then the retrieved facts, then the canary (when one is planted)."""
+    facts = retrieved.prompt_section() if retrieved is not None else None
+    prompt = "\n\n".join(part for part in (spec_prompt, facts) if part) or None
+    return with_canary(prompt, canary) if prompt and canary else prompt
+
+
+def _backend_call(release: ServingRelease, chat: ChatRequest, guarded: guarding.GuardedRequest,
+                  retrieved: Retrieved | None = None) -> BackendCall:
     spec = release.spec
     messages: list[dict[str, Any]] = []
-    if spec.system_prompt:
-        canary = guarded.context.canary
-        messages.append({"role": "system", "content": with_canary(spec.system_prompt, canary) if canary
-                         else spec.system_prompt})
+    system = _system_prompt(spec.system_prompt, guarded.context.canary, retrieved)
+    if system:
+        messages.append({"role": "system", "content": system})
     texts = [(m["role"], m["content"]) for m in guarded.messages]
     last_user = max((i for i, (role, _) in enumerate(texts) if role == "user"), default=None)
     for i, (role, text) in enumerate(texts):
@@ -472,6 +482,8 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
     }
     if state.guarded is not None:
         trace.update(guarding.trace_fields(state.guarded))
+    if state.retrieved is not None:
+        trace["retrieval"] = state.retrieved.trace()
     trace.update(_content(state, rt))
     rt.journal.append(trace)
 

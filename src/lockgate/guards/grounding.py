@@ -16,7 +16,7 @@ from lockgate.guards.base import Action, GuardContext, Span, Verdict
 
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]{3,}")
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     """the and for are but not you all any can had her was one our out has have this that with from they will
     would there their what about which when make like time just know take into your some could them than then
     now only its also after use how our well way even want because these give most does did doing been being
@@ -36,7 +36,7 @@ def _content(sentence: str) -> tuple[set[str], set[str]]:
     for token in _TOKEN.findall(sentence):
         if token[0].isdigit():
             numbers.add(token.replace(",", ""))
-        elif token.casefold() not in _STOPWORDS:
+        elif token.casefold() not in STOPWORDS:
             words.add(_stem(token))
     return words, numbers
 
