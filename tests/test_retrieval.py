@@ -13,7 +13,7 @@ import pytest
 from lockgate.config import ConfigError, load_config, load_default_config
 from lockgate.devtools.fake_upstream import FakeUpstreamThread
 from lockgate.evals.suite import load_suite
-from lockgate.retrieval import KnowledgeError, Retriever, load_knowledge
+from lockgate.retrieval import KnowledgeError, Retriever, load_knowledge, system_prompt_with_facts
 from lockgate.retrieval.bm25 import Bm25Index, terms
 from lockgate.retrieval.chunking import chunk_markdown
 from tests.harness import create_key, run_cli, write_config
@@ -103,6 +103,20 @@ def test_max_chars_bounds_what_is_retrieved() -> None:
     section = retrieved.prompt_section()
     assert section is not None and section.startswith("Facts:\nThe guards are:")
     assert retriever.retrieve("quantum chromodynamics").prompt_section() is None
+
+
+def test_facts_follow_the_system_prompt_or_take_the_place_of_its_placeholder() -> None:
+    knowledge = load_knowledge(str(CONFIG_DIR / "demo_knowledge.md"))
+    retriever = Retriever(knowledge, chunking="heading", top_k=1, max_chars=1000, instruction="Facts:")
+    retrieved = retriever.retrieve("How long is the refund window?")
+    after = system_prompt_with_facts("Be brief.", retrieved)
+    assert after is not None and after.startswith("Be brief.\n\nFacts:\nPaid plans are billed monthly")
+    first = system_prompt_with_facts("{facts}\n\nBe brief.", retrieved)
+    assert first is not None and first.startswith("Facts:\nPaid plans") and first.endswith("\n\nBe brief.")
+    nothing = retriever.retrieve("quantum chromodynamics")
+    assert system_prompt_with_facts("{facts}\n\nBe brief.", nothing) == "Be brief."
+    assert system_prompt_with_facts(None, retrieved) == retrieved.prompt_section()
+    assert system_prompt_with_facts(None, None) is None
 
 
 # -- the knowledge in the release's identity ----------------------------------------------------
@@ -196,6 +210,17 @@ def test_bad_retrieval_settings_are_config_errors(tmp_path: Path, extra: str, ex
     with pytest.raises(ConfigError) as info:
         load_config(config_path)
     assert expected in str(info.value)
+
+
+def test_a_facts_placeholder_without_retrieval_is_a_config_error(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path / "lockgate.yaml", "http://127.0.0.1:9/v1", release_extra="""
+      v2:
+        backend: up
+        model: ok
+        system_prompt: "{facts} Be brief."
+""")
+    with pytest.raises(ConfigError, match="add `retrieval:` or remove `{facts}`"):
+        load_config(config_path)
 
 
 def test_an_empty_or_headings_only_knowledge_file_is_a_config_error(tmp_path: Path) -> None:

@@ -147,6 +147,9 @@ class ReleaseSpec(Strict):
     def _template_has_input(self) -> ReleaseSpec:
         if self.prompt_template is not None and "{input}" not in self.prompt_template:
             raise ValueError("prompt_template must contain `{input}` where the user's message goes")
+        if self.retrieval is None and self.system_prompt and "{facts}" in self.system_prompt:
+            raise ValueError("system_prompt has `{facts}` (where retrieved facts go) but the release has no "
+                             "`retrieval`; add `retrieval:` or remove `{facts}`")
         return self
 
     def effective_guards(self) -> GuardPolicy:

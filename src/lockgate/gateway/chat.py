@@ -39,7 +39,7 @@ from lockgate.guards.base import Action
 from lockgate.guards.leakage import with_canary
 from lockgate.guards.streaming import StreamGuard
 from lockgate.observe import metrics
-from lockgate.retrieval import Retrieved
+from lockgate.retrieval import Retrieved, system_prompt_with_facts
 from lockgate.store import ApiKeyRecord
 
 JSON = "application/json"
@@ -253,9 +253,8 @@ def _estimate_prompt_tokens(chat: ChatRequest) -> int:
 
 
 def _system_prompt(spec_prompt: str | None, canary: str | None, retrieved: Retrieved | None) -> str | None:
-    """The release's system prompt, then the retrieved facts, then the canary (when one is planted)."""
-    facts = retrieved.prompt_section() if retrieved is not None else None
-    prompt = "\n\n".join(part for part in (spec_prompt, facts) if part) or None
+    """The release's system prompt with the retrieved facts, then the canary (when one is planted)."""
+    prompt = system_prompt_with_facts(spec_prompt, retrieved)
     return with_canary(prompt, canary) if prompt and canary else prompt
 
 

@@ -17,6 +17,10 @@ from lockgate.retrieval.knowledge import KnowledgeError, KnowledgeText
 if TYPE_CHECKING:
     from lockgate.config.schema import RetrievalConfig
 
+# Where a system prompt wants the retrieved facts; without it they follow the prompt. A small model
+# tends to repeat the start of its prompt, so putting the facts first can matter.
+FACTS_PLACEHOLDER = "{facts}"
+
 
 @dataclass(frozen=True)
 class Passage:
@@ -41,6 +45,14 @@ class Retrieved:
 
     def trace(self) -> dict[str, Any]:
         return {"chunks": [p.chunk.id for p in self.passages], "scores": [round(p.score, 4) for p in self.passages]}
+
+
+def system_prompt_with_facts(system_prompt: str | None, retrieved: Retrieved | None) -> str | None:
+    """The release's system prompt with the retrieved section at `{facts}`, or after the prompt."""
+    section = retrieved.prompt_section() if retrieved is not None else None
+    if system_prompt and FACTS_PLACEHOLDER in system_prompt:
+        return system_prompt.replace(FACTS_PLACEHOLDER, section or "").strip() or None
+    return "\n\n".join(part for part in (system_prompt, section) if part) or None
 
 
 class Retriever:
