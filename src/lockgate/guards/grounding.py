@@ -2,7 +2,8 @@
 
 Context comes from the request: system and tool messages, or the `lockgate.context` extension
 field; and from the release's retrieval, whose retrieved chunks are added for each request. Each
-sentence of the answer is a claim; its content words and numbers are looked up in the context (words compared on their first five letters, a cheap stemmer that works across English,
+sentence of the answer is a claim; its content words and numbers are looked up in the context
+(words compared on their first five letters, a cheap stemmer that works across English,
 German, French, Spanish and Italian inflections). A sentence is unsupported when fewer than half of
 its content words, or any of its numbers, appear in the context. Lexical, fast and explainable; it
 catches invented facts and figures, not subtle paraphrase errors.
