@@ -16,7 +16,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src/lockgate/config src/lockgate/guards src/lockgate/evals src/lockgate/releases \
+	$(BIN)/mypy src/lockgate/config src/lockgate/guards src/lockgate/evals src/lockgate/releases src/lockgate/retrieval \
 		src/lockgate/gateway/resilience.py src/lockgate/gateway/circuit.py src/lockgate/gateway/ratelimit.py \
 		src/lockgate/audit src/lockgate/privacy src/lockgate/observe/retention.py src/lockgate/control src/lockgate/rollout
 

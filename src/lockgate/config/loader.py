@@ -11,6 +11,8 @@ import yaml
 from pydantic import ValidationError
 
 from lockgate.config.schema import BackendFallback, LockgateConfig
+from lockgate.retrieval.chunking import chunk_markdown
+from lockgate.retrieval.knowledge import KnowledgeError, KnowledgeText, load_knowledge
 
 DEFAULT_CONFIG_NAME = "demo.yaml"
 
@@ -53,7 +55,7 @@ def load_config(path: str | Path) -> LockgateConfig:
         raise ConfigError(str(path), [ConfigProblem("", "file not found; pass an existing --config")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [ConfigProblem("", f"cannot read the file as UTF-8 text: {exc}")]) from None
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), base_dir=path.parent)
 
 
 def load_default_config() -> LockgateConfig:
@@ -62,7 +64,9 @@ def load_default_config() -> LockgateConfig:
     return parse_config(text, source=f"<embedded {DEFAULT_CONFIG_NAME}>")
 
 
-def parse_config(text: str, *, source: str) -> LockgateConfig:
+def parse_config(text: str, *, source: str, base_dir: Path | None = None) -> LockgateConfig:
+    """`base_dir` is where relative paths in the file (knowledge texts) are read from; None: the
+    current folder."""
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -80,10 +84,34 @@ def parse_config(text: str, *, source: str) -> LockgateConfig:
     except ValidationError as exc:
         problems = [_problem_from_pydantic(err, root) for err in exc.errors()]
         raise ConfigError(source, problems) from None
-    problems = _reference_problems(config)
+    problems = _reference_problems(config) + _load_knowledge(config, base_dir)
     if problems:
         raise ConfigError(source, [_with_line(p, root) for p in problems])
     return config
+
+
+def _load_knowledge(config: LockgateConfig, base_dir: Path | None) -> list[ConfigProblem]:
+    """Reads every release's knowledge text once, now, and attaches it to the release: its hash is
+    part of the release's identity, and a missing file is a configuration error, not a failed request."""
+    loaded: dict[str, KnowledgeText] = {}
+    problems = []
+    for route_name, route in config.routes.items():
+        for label, release in route.releases.items():
+            if release.retrieval is None:
+                continue
+            source, where = release.retrieval.knowledge, f"routes.{route_name}.releases.{label}.retrieval.knowledge"
+            try:
+                if source not in loaded:
+                    loaded[source] = load_knowledge(source, base_dir)
+            except KnowledgeError as exc:
+                problems.append(ConfigProblem(where, str(exc)))
+                continue
+            if not chunk_markdown(loaded[source].text, release.retrieval.chunking):
+                problems.append(ConfigProblem(where, f"knowledge file {loaded[source].path} has only headings; "
+                                                     "give it text under them to retrieve"))
+                continue
+            release.retrieval.attach(loaded[source])
+    return problems
 
 
 def _problem_from_pydantic(err: Any, root: yaml.Node | None) -> ConfigProblem:

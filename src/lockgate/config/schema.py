@@ -11,12 +11,14 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from lockgate.config.plans import ExperimentSpec, RolloutPlan
 from lockgate.config.strict import Strict
 from lockgate.drift.spec import parse_window
 from lockgate.guards.policy import DEFAULT_POLICY, GuardPolicy
+from lockgate.retrieval.chunking import Chunking
+from lockgate.retrieval.knowledge import KnowledgeText, load_knowledge
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -91,6 +93,33 @@ class StaticFallback(Strict):
 Fallback = BackendFallback | StaticFallback
 
 
+class RetrievalConfig(Strict):
+    """Answers from a knowledge text: the best chunks for the user's last message go into the system
+    prompt and become the grounding guard's context (see lockgate/retrieval/)."""
+
+    knowledge: str = Field(
+        min_length=1,
+        description="A Markdown file: a path (relative to the configuration file) or package:MODULE/PATH.",
+    )
+    top_k: int = Field(default=3, ge=1, le=20, description="Chunks retrieved per request, at most.")
+    max_chars: int = Field(default=1500, ge=100, le=50_000, description="Characters of retrieved text, at most.")
+    chunking: Chunking = Field(default="paragraph", description="heading: one chunk per section; paragraph: per block.")
+    instruction: str = Field(default="Use only these facts:", min_length=1,
+                             description="Put in the system prompt before the retrieved text.")
+    # The file's text and hash, read once when the configuration loads (config.loader), so computing a
+    # release's content hash never touches the disk.
+    _knowledge: KnowledgeText | None = PrivateAttr(default=None)
+
+    def attach(self, knowledge: KnowledgeText) -> None:
+        self._knowledge = knowledge
+
+    def knowledge_text(self) -> KnowledgeText:
+        """The text read at load; a spec built in code (not by the loader) reads it here, once."""
+        if self._knowledge is None:
+            self._knowledge = load_knowledge(self.knowledge)
+        return self._knowledge
+
+
 class ReleaseSpec(Strict):
     """Everything that shapes an answer. Immutable; identified by the hash of its content."""
 
@@ -105,7 +134,7 @@ class ReleaseSpec(Strict):
     retry: RetryPolicy = RetryPolicy()
     fallbacks: list[Fallback] = Field(default_factory=list)
     output_schema: dict[str, Any] | None = None
-    retrieval: dict[str, Any] | None = None
+    retrieval: RetrievalConfig | None = None
     guards: GuardPolicy | None = Field(
         default=None, description="Input and output guards; None applies the default policy."
     )
@@ -115,6 +144,9 @@ class ReleaseSpec(Strict):
     def _template_has_input(self) -> ReleaseSpec:
         if self.prompt_template is not None and "{input}" not in self.prompt_template:
             raise ValueError("prompt_template must contain `{input}` where the user's message goes")
+        if self.retrieval is None and self.system_prompt and "{facts}" in self.system_prompt:
+            raise ValueError("system_prompt has `{facts}` (where retrieved facts go) but the release has no "
+                             "`retrieval`; add `retrieval:` or remove `{facts}`")
         return self
 
     def effective_guards(self) -> GuardPolicy:
@@ -122,9 +154,13 @@ class ReleaseSpec(Strict):
 
     def content(self) -> dict[str, Any]:
         """The hashed content: every field that can change an answer, and nothing else. The guard
-        policy is the effective one, so a change of the built-in default is a new release too."""
+        policy is the effective one, so a change of the built-in default is a new release too; a
+        retrieval config carries the SHA-256 of its knowledge text."""
         content = self.model_dump(mode="json", exclude={"description"})
         content["guards"] = self.effective_guards().model_dump(mode="json", exclude_none=True)
+        if self.retrieval is not None:
+            # The knowledge text's content, not just its name: editing the file is a new release.
+            content["retrieval"]["knowledge_sha256"] = self.retrieval.knowledge_text().sha256
         return content
 
     def content_hash(self) -> str:

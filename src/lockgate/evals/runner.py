@@ -20,11 +20,10 @@ from typing import Any
 import httpx
 
 from lockgate.config import LockgateConfig
-from lockgate.evals import stats
-from lockgate.evals.assertions import Similarity, evaluate, split_type
+from lockgate.evals import refusals, stats
+from lockgate.evals.assertions import Similarity, split_type
 from lockgate.evals.suite import Case, Suite
 from lockgate.gateway.runtime import ServingRelease
-from lockgate.guards.refusal import find_refusal
 from lockgate.releases import parse_release_id
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, Store
@@ -32,7 +31,6 @@ from lockgate.store import ReleaseRecord, Store
 log = logging.getLogger(__name__)
 
 GUARD_ACTION_HEADER = "x-lockgate-guard-action"
-STOPPING_ACTIONS = frozenset({"block", "hold"})
 REQUEST_TIMEOUT_S = 600.0
 
 
@@ -133,10 +131,11 @@ def similarity_for(suite: Suite) -> Similarity | None:
                              f"cannot be loaded: {exc}") from exc
 
 
-def _judge(suite: Suite, case: Case, result: CaseResult, similarity: Similarity | None) -> None:
+def _judge(suite: Suite, case: Case, result: CaseResult, similarity: Similarity | None, withheld: bool) -> None:
     all_passed = True
     for assertion in [*suite.defaults, *case.asserts]:
-        r = evaluate(assertion, result.output, latency_ms=result.latency_ms, cost=0.0, similarity=similarity)
+        r = refusals.judge(assertion, result.output, withheld=withheld, latency_ms=result.latency_ms, cost=0.0,
+                           similarity=similarity)
         result.assertions.append({"type": assertion.type, "value": assertion.value, "passed": r.passed,
                                   "reason": r.reason, "error": r.error})
         all_passed = all_passed and r.passed and r.error is None
@@ -159,15 +158,19 @@ async def _run_case(client: httpx.AsyncClient, suite: Suite, case: Case, route: 
     result.latency_ms = (time.perf_counter() - started) * 1000
     result.status = resp.status_code
     result.guard_action = resp.headers.get(GUARD_ACTION_HEADER)
-    result.refused = result.guard_action in STOPPING_ACTIONS  # the gateway's guards refused it
+    withheld = refusals.withheld_by_guard(result.guard_action)
     try:
         body = resp.json()
     except ValueError:
         body = {}
     if resp.status_code != 200:
         message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
-        result.error = f"HTTP {resp.status_code}: {message or resp.text[:300]}"
-        return result
+        if not withheld:
+            result.error = f"HTTP {resp.status_code}: {message or resp.text[:300]}"
+            return result
+        # An input guard refused the request: a refusal (see evals/refusals.py), judged like an answer
+        # whose text is the gateway's message.
+        body = {"choices": [{"message": {"content": message or ""}, "finish_reason": "content_filter"}]}
     try:
         choice = body["choices"][0]
         result.output = choice["message"].get("content") or ""
@@ -179,11 +182,11 @@ async def _run_case(client: httpx.AsyncClient, suite: Suite, case: Case, route: 
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         result.error = f"unexpected response body ({exc!r}): {resp.text[:300]}"
         return result
-    result.refused = result.refused or find_refusal(result.output) is not None
+    result.refused = refusals.is_refusal(result.output, withheld=withheld)
     if similarity is None:
-        _judge(suite, case, result, None)
+        _judge(suite, case, result, None, withheld)
     else:  # the encoder's forward pass would stall the event loop the gateway runs on
-        await asyncio.to_thread(_judge, suite, case, result, similarity)
+        await asyncio.to_thread(_judge, suite, case, result, similarity, withheld)
     return result
 
 

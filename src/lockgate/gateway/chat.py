@@ -40,6 +40,7 @@ from lockgate.guards.base import Action
 from lockgate.guards.leakage import with_canary
 from lockgate.guards.streaming import StreamGuard
 from lockgate.observe import metrics
+from lockgate.retrieval import Retrieved, system_prompt_with_facts
 from lockgate.store import ApiKeyRecord, StoreUnavailable
 
 JSON = "application/json"
@@ -68,6 +69,7 @@ class RequestState:
     shadow_of: str | None = None  # set on a shadow copy: the request it copies
     call: BackendCall | None = None  # as sent to the backend
     trace_context: Any = None  # the caller's OpenTelemetry context, when telemetry is on
+    retrieved: Retrieved | None = None
 
     @property
     def route(self) -> str | None:
@@ -122,7 +124,8 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
             raise refusal
         if state.assignment.shadow_version is not None:
             rt.shadows.submit(state.request_id, state.chat, state.key, state.assignment.shadow_version)
-        call = state.call = _backend_call(release, state.chat, guarded)
+        state.retrieved = guarding.retrieve_and_ground(guarded, rt.retriever_for(release))
+        call = state.call = _backend_call(release, state.chat, guarded, state.retrieved)
         if state.chat.stream:
             return await _stream(state, call, rt)
         completion = await rt.caller.complete(release.spec, call, state.log)
@@ -322,13 +325,19 @@ def _estimate_prompt_tokens(chat: ChatRequest) -> int:
     return max(1, math.ceil(chars / 4))
 
 
-def _backend_call(release: ServingRelease, chat: ChatRequest, guarded: guarding.GuardedRequest) -> BackendCall:
+def _system_prompt(spec_prompt: str | None, canary: str | None, retrieved: Retrieved | None) -> str | None:
+    """The release's system prompt with the retrieved facts, then the canary (when one is planted)."""
+    prompt = system_prompt_with_facts(spec_prompt, retrieved)
+    return with_canary(prompt, canary) if prompt and canary else prompt
+
+
+def _backend_call(release: ServingRelease, chat: ChatRequest, guarded: guarding.GuardedRequest,
+                  retrieved: Retrieved | None = None) -> BackendCall:
     spec = release.spec
     messages: list[dict[str, Any]] = []
-    if spec.system_prompt:
-        canary = guarded.context.canary
-        messages.append({"role": "system", "content": with_canary(spec.system_prompt, canary) if canary
-                         else spec.system_prompt})
+    system = _system_prompt(spec.system_prompt, guarded.context.canary, retrieved)
+    if system:
+        messages.append({"role": "system", "content": system})
     texts = [(m["role"], m["content"]) for m in guarded.messages]
     last_user = max((i for i, (role, _) in enumerate(texts) if role == "user"), default=None)
     for i, (role, text) in enumerate(texts):
@@ -547,6 +556,8 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
     }
     if state.guarded is not None:
         trace.update(guarding.trace_fields(state.guarded))
+    if state.retrieved is not None:
+        trace["retrieval"] = state.retrieved.trace()
     trace.update(_content(state, rt))
     rt.trace_content.scrub(trace)
     rt.journal.append(trace)
@@ -621,7 +632,8 @@ async def run_shadow(rt: Runtime, primary_id: str, chat: ChatRequest, key: ApiKe
         refusal = guarding.input_refusal(guarded.input)
         if refusal is not None:
             raise refusal
-        call = _backend_call(release, state.chat, guarded)
+        state.retrieved = guarding.retrieve_and_ground(guarded, rt.retriever_for(release))
+        call = _backend_call(release, state.chat, guarded, state.retrieved)
         completion = await rt.caller.complete(release.spec, call, state.log)
         answer = await guarding.guard_answer(
             guarded, release.spec, completion, lambda: rt.caller.complete(release.spec, call, state.log)

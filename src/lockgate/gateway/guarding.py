@@ -22,6 +22,7 @@ from lockgate.guards.leakage import canary_for
 from lockgate.guards.pipeline import GuardResult, GuardSet
 from lockgate.guards.redaction import Placeholders
 from lockgate.observe import metrics
+from lockgate.retrieval import Retrieved, Retriever
 
 DRY_RUN_HEADER = "x-lockgate-dry-run"
 GUARD_ACTION_HEADER = "x-lockgate-guard-action"
@@ -60,6 +61,18 @@ def guard_input(guards: GuardSet, spec: ReleaseSpec, release_hash: str, chat: Ch
     placeholders = Placeholders()
     checked, result = guards.check_input(messages, context, placeholders)
     return GuardedRequest(guards, context, placeholders, result, checked)
+
+
+def retrieve_and_ground(guarded: GuardedRequest, retriever: Retriever | None) -> Retrieved | None:
+    """The release's knowledge for the last user message, as the input guards left it (redacted values
+    are never searched for); what was retrieved becomes grounding context, so the grounding guard
+    checks the answer against the facts the model was given."""
+    if retriever is None:
+        return None
+    query = next((m["content"] for m in reversed(guarded.messages) if m["role"] == "user"), "")
+    retrieved = retriever.retrieve(query if isinstance(query, str) else "")
+    guarded.context.grounding_context.extend(retrieved.texts())
+    return retrieved
 
 
 def input_refusal(result: GuardResult) -> InvalidRequest | None:

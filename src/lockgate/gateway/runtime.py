@@ -31,6 +31,7 @@ from lockgate.observe.retention import RetentionSweeper
 from lockgate.privacy.content import TraceContent
 from lockgate.privacy.pseudonym import Pseudonyms
 from lockgate.privacy.secret import install_secret
+from lockgate.retrieval import Retriever
 from lockgate.rollout.controller import RolloutController
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, SqliteStore, Store, StoreUnavailable
@@ -130,8 +131,10 @@ class Runtime:
         self.metric_collectors = drift_collectors(settings, config)
         self._tasks: list[asyncio.Task[Any]] = []
         self._guard_sets: dict[str, GuardSet] = {}
+        self._retrievers: dict[str, Retriever] = {}
         for route_name in config.routes:
             self.guards_for(self.serving_release(route_name))  # load guard models before traffic
+            self.retriever_for(self.serving_release(route_name))  # index the knowledge before traffic
 
     # -- lookups on the request path ------------------------------------------------------------
 
@@ -196,6 +199,15 @@ class Runtime:
             guards.warm_up()
             self._guard_sets[release.release_id] = guards
         return guards
+
+    def retriever_for(self, release: ServingRelease) -> Retriever | None:
+        """Built once per release: the knowledge text chunked and indexed; None without retrieval."""
+        if release.spec.retrieval is None:
+            return None
+        retriever = self._retrievers.get(release.release_id)
+        if retriever is None:
+            retriever = self._retrievers[release.release_id] = Retriever.from_config(release.spec.retrieval)
+        return retriever
 
     def serving_backends(self) -> Mapping[str, Backend]:
         """Backends the serving releases may call: these must be ready before traffic is welcome."""

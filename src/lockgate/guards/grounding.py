@@ -1,8 +1,9 @@
 """Grounding: are the answer's claims supported by the context the request supplied?
 
 Context comes from the request: system and tool messages, or the `lockgate.context` extension
-field. Each sentence of the answer is a claim; its content words and numbers are looked up in the
-context (words compared on their first five letters, a cheap stemmer that works across English,
+field; and from the release's retrieval, whose retrieved chunks are added for each request. Each
+sentence of the answer is a claim; its content words and numbers are looked up in the context
+(words compared on their first five letters, a cheap stemmer that works across English,
 German, French, Spanish and Italian inflections). A sentence is unsupported when fewer than half of
 its content words, or any of its numbers, appear in the context. Lexical, fast and explainable; it
 catches invented facts and figures, not subtle paraphrase errors.
@@ -16,7 +17,7 @@ from lockgate.guards.base import Action, GuardContext, Span, Verdict
 
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]{3,}")
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     """the and for are but not you all any can had her was one our out has have this that with from they will
     would there their what about which when make like time just know take into your some could them than then
     now only its also after use how our well way even want because these give most does did doing been being
@@ -36,7 +37,7 @@ def _content(sentence: str) -> tuple[set[str], set[str]]:
     for token in _TOKEN.findall(sentence):
         if token[0].isdigit():
             numbers.add(token.replace(",", ""))
-        elif token.casefold() not in _STOPWORDS:
+        elif token.casefold() not in STOPWORDS:
             words.add(_stem(token))
     return words, numbers
 
