@@ -114,9 +114,16 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
 
     controller = RolloutController(store, list(config.routes))
     controller.start()
+    from lockgate.alerts.evaluator import build_alert_evaluator
+
+    alerts = build_alert_evaluator(store, config)  # and alerts, on the same traces
+    if alerts is not None:
+        alerts.start()
     try:
         uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
     finally:
+        if alerts is not None:
+            alerts.stop()
         controller.stop()
         loader.stop()  # the workers sealed their segments on the way out; load them now
 
@@ -375,6 +382,11 @@ register_rollout_commands(cli)
 from lockgate.cli.audit import audit  # noqa: E402 - the command group lives in its own module
 
 cli.add_command(audit)
+from lockgate.cli.alerts import alerts  # noqa: E402
+from lockgate.cli.incidents import incident  # noqa: E402
+
+cli.add_command(alerts)
+cli.add_command(incident)
 
 
 def main() -> None:
