@@ -4,6 +4,7 @@ target, resolving, the timeline (audit log and traces) and the postmortem draft.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -93,7 +94,9 @@ def test_timeline_and_postmortem_from_the_audit_log_and_the_traces(data_dir, tmp
                              "rollout.pause", "rollout.rollback", "incident.open"]
     assert "traces.errors_began" in actions
     began = next(e for e in shown["entries"] if e["action"] == "traces.errors_began")
-    assert "echo@2: 30 of 30" in began["text"]
+    # The failures are a second of traffic: in one minute, or in two when they straddle a minute's edge.
+    assert re.fullmatch(r"first minute with failed requests on echo@2: (\d+) of \1", began["text"])
+    assert began["ts"] % 60 == 0 and now - 90 < began["ts"] <= now - 29
     assert shown["totals"] == {"echo@1": {"requests": 40, "failed": 0}, "echo@2": {"requests": 30, "failed": 30}}
     text = run_cli("incident", "show", "1", data_dir=data_dir).stdout
     assert "rolled back by bob: canary failing" in text and "echo@2" in text and "30 failed (100.0%)" in text

@@ -33,7 +33,7 @@ def alerts_status(ctx: click.Context, as_json: bool) -> None:
     for rule in config.alerts:
         stored = states.get(rule.name)
         condition = evaluate(store, rule, now)
-        state = stored.state if stored else "unknown"  # not evaluated by a gateway yet
+        state = stored.state if stored else "-"  # no gateway has evaluated it yet
         since = stored.firing_since if stored and stored.state == "firing" else None
         if as_json:
             click.echo(json.dumps({"alert": rule.name, "route": rule.route, "kind": rule.kind, "state": state,
@@ -44,3 +44,5 @@ def alerts_status(ctx: click.Context, as_json: bool) -> None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "-"
         click.echo(f"{rule.name[:24]:<24} {rule.route[:14]:<14} {rule.kind:<10} {state:<8} {when:<19}  "
                    f"{condition.status.value}: {condition.summary}")
+    if not as_json and any(rule.name not in states for rule in config.alerts):
+        click.echo("STATE -: no gateway has evaluated the rule yet (gateways evaluate rules while they serve)")

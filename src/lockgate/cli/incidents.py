@@ -124,7 +124,7 @@ def incident_show(ctx: click.Context, incident_id: str, as_json: bool) -> None:
             click.echo(f"  {release:<20} {n:>8} requests {bad:>7} failed ({bad / n:.1%})")
         failing = [b for b in timeline.buckets if b.failed]
         if failing:
-            click.echo(f"\nfailed requests per {lifecycle.duration_words(timeline.bucket_s)}:")
+            click.echo(f"\nfailed requests per {timeline.bucket_words}:")
             for b in failing:
                 click.echo(f"  {_when(b.start)}  {b.release:<20} {b.failed:>6} of {b.requests}")
 

@@ -53,7 +53,7 @@ def render(timeline: Timeline, now: float | None = None) -> str:
     lines += [""]
     failing = [b for b in timeline.buckets if b.failed]
     if failing:
-        lines += [f"### Failed requests per {duration_words(timeline.bucket_s)}", "",
+        lines += [f"### Failed requests per {timeline.bucket_words}", "",
                   "| From | Release | Requests | Failed |", "| --- | --- | ---: | ---: |"]
         lines += [f"| {when(b.start)} | {b.release} | {b.requests} | {b.failed} |" for b in failing]
         lines.append("")
@@ -78,7 +78,7 @@ def _impact(timeline: Timeline) -> list[str]:
         lines.append("| — | 0 | 0 | — |")
     worst = max(timeline.buckets, key=lambda b: (b.failed, b.requests), default=None)
     if worst is not None and worst.failed:
-        lines += ["", f"Worst {duration_words(worst.seconds)}: from {when(worst.start)}, {worst.failed} of "
+        lines += ["", f"Worst {timeline.bucket_words}: from {when(worst.start)}, {worst.failed} of "
                   f"{worst.requests} requests to {worst.release} failed ({worst.failed / worst.requests:.0%})."]
     return [*lines, ""]
 

@@ -58,6 +58,11 @@ class Timeline:
     buckets: tuple[Bucket, ...]  # only those with traffic
     bucket_s: float
 
+    @property
+    def bucket_words(self) -> str:
+        """The width of a row in words: a minute, or several when the window is long."""
+        return bucket_words(self.bucket_s)
+
     def totals(self) -> dict[str, tuple[int, int]]:
         """(requests, failed) per release over the whole window."""
         totals: dict[str, tuple[int, int]] = {}
@@ -104,6 +109,10 @@ def bucket_size(span_s: float) -> float:
     return 60.0 * max(1, math.ceil(span_s / 60.0 / MAX_BUCKETS))
 
 
+def bucket_words(seconds: float) -> str:
+    return "minute" if seconds == 60 else f"{seconds / 60:g} minutes"
+
+
 def failures_per_bucket(store: Store, route: str, since: float, until: float, bucket_s: float) -> list[Bucket]:
     buckets = []
     start = math.floor(since / bucket_s) * bucket_s  # aligned, so rows read as clock minutes
@@ -124,7 +133,7 @@ def failure_entries(buckets: list[Bucket]) -> list[Entry]:
     entries = []
     for release, rows in failing.items():
         first, last = rows[0], rows[-1]
-        span = "minute" if first.seconds == 60 else f"{first.seconds / 60:g} minutes"
+        span = bucket_words(first.seconds)
         entries.append(Entry(first.start, "traces", "traces.errors_began", None,
                              f"first {span} with failed requests on {release}: {first.failed} of {first.requests}"))
         if last is not first:
