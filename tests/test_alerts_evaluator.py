@@ -85,8 +85,21 @@ def test_too_little_data_is_no_data_never_ok(store):
     ev.tick(now)
     errors, unsure = store.get_alert_state("errors"), store.get_alert_state("unsure")
     assert errors.state == "no_data" and "5 requests, 20 needed" in errors.details["summary"]
-    assert unsure.state == "no_data" and "traces carry no confidence score yet" in unsure.details["summary"]
+    assert unsure.state == "no_data" and "traces carry no confidence score" in unsure.details["summary"]
     assert audit(store) == []
+
+
+def test_mean_confidence_reads_the_traces_confidence_where_they_carry_one(store):
+    now = time.time()
+    scored = [{"trace_id": f"c{i}", "ts": now - 10 + i * 0.1, "route": "echo", "release": "echo@1", "status": 200,
+               "outcome": "ok", "latency_ms": 50.0, "confidence": 0.5 if i % 2 else 0.7} for i in range(30)]
+    store.insert_traces(scored)
+    add_traffic(store, "echo", 1, 30, ts=now - 10)  # answers without a score are not counted as anything
+    ev = evaluator(store, """
+  - {name: unsure, route: echo, kind: threshold, metric: mean_confidence, below: 0.7, min_samples: 20}""")
+    fired = ev.tick(now)["unsure"]
+    assert fired.notice == "firing" and fired.record.details["value"] == pytest.approx(0.6)
+    assert "mean_confidence 0.6 < 0.7 over 5m (30 samples)" == fired.record.details["summary"]
 
 
 def test_latency_complaints_and_cost(store):

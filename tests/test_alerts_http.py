@@ -14,7 +14,7 @@ import pytest
 
 from lockgate.devtools.fake_upstream import FakeUpstreamThread, run_in_thread
 from tests.harness import create_key, run_cli
-from tests.live_traffic import Traffic, chat, wait_for
+from tests.test_rollouts_http import Traffic, chat, wait_for  # the rollout tests' live traffic
 from tests.webhook_receiver import WebhookReceiver
 
 

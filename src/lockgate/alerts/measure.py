@@ -7,8 +7,9 @@ store keeps in columns (lockgate.store.trace_facts), so a window of hours is one
 Two metrics are limited by what traces hold, and say so rather than guess:
   - cost_ratio counts tokens (prompt + completion) unless the rule sets a `price`; then each kind
     of token is priced. Traces stored before the token columns existed count as zero tokens.
-  - mean_confidence is always `no data`: no guard scores an answer's confidence yet, so traces
-    carry none. A rule on it is reported as no data, never as OK.
+  - mean_confidence averages the `confidence` field of the window's answered traces (the field drift
+    reads too). No guard writes one yet, so today it is `no data`: reported as such, never as OK.
+    There is no column for it: up to CONFIDENCE_SAMPLE trace bodies of the window are read.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from lockgate.config.alerts import BurnRateRule, Price, ThresholdRule
 from lockgate.rollout.analysis import p95
 from lockgate.store import ReleaseWindow, Store
 
-NO_CONFIDENCE = "traces carry no confidence score yet"
+NO_CONFIDENCE = "traces carry no confidence score (no guard records one yet)"
+CONFIDENCE_SAMPLE = 2000
 
 
 def evaluate(store: Store, rule: ThresholdRule | BurnRateRule, now: float) -> Condition:
@@ -55,7 +57,7 @@ def read_threshold(store: Store, rule: ThresholdRule, now: float) -> Reading:
     since = now - rule.window_s
     metric = rule.metric
     if metric == "mean_confidence":
-        return Reading(None, 0, NO_CONFIDENCE)
+        return _mean_confidence(store, rule, since, now)
     if metric == "complaints":
         # Ratings arrive later than requests and may be few: a count, judged however few there are.
         negative = sum(s.negative for s in store.feedback_summary(rule.route, since))
@@ -95,3 +97,14 @@ def _cost_ratio(store: Store, rule: ThresholdRule, now: float) -> Reading:
     if spend_base <= 0:
         return Reading(None, n_now, "the baseline cost nothing (no tokens recorded)")
     return Reading(spend_now / spend_base, n_now)
+
+
+def _mean_confidence(store: Store, rule: ThresholdRule, since: float, now: float) -> Reading:
+    traces = store.traces_between(rule.route, since, now, limit=CONFIDENCE_SAMPLE)
+    scores = [float(t["confidence"]) for t in traces if t.get("shadow_of") is None and t.get("status") == 200
+              and isinstance(t.get("confidence"), int | float) and not isinstance(t.get("confidence"), bool)]
+    if not scores:
+        return Reading(None, 0, NO_CONFIDENCE)
+    if len(scores) < rule.min_samples:
+        return Reading(None, len(scores), f"{len(scores)} answers with a confidence score, {rule.min_samples} needed")
+    return Reading(sum(scores) / len(scores), len(scores))
