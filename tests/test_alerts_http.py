@@ -115,6 +115,14 @@ def test_slo_breach_fires_once_rolls_back_opens_an_incident_and_resolves(
     assert "alert echo-availability fired (critical): error budget burning" in postmortem
     assert "rolled back by alert:echo-availability" in postmortem
 
+    # The shared state, as the on-call reads it: resolved (no data once the traffic stopped), and what the
+    # firing did.
+    (rule,) = [json.loads(line) for line in run_cli("alerts", "status", "--json", data_dir=data_dir,
+                                                     config=config).stdout.splitlines()]
+    assert rule["alert"] == "echo-availability" and rule["state"] in ("ok", "no_data")
+    assert rule["firing_since"] is None and rule["now"]["status"] != "firing"
+    assert rule["details"]["fired_at"] == firing["started_at"] and rule["details"]["incident"] == "INC-1"
+
     # Counted in Prometheus too (summed over workers where there are several).
     body = httpx.get(gw.base_url + "/metrics", timeout=10).text
     assert 'lockgate_alert_notices_total{alert="echo-availability",notice="firing"} 1.0' in body

@@ -158,6 +158,10 @@ def test_state_fires_once_escalates_and_resolves():
     resolved = next_state(escalated.record, ok, r, now=140.0)
     assert resolved.notice is Notice.RESOLVED and resolved.record.state == "ok"
     assert resolved.record.details["fired_at"] == 100.0 and resolved.record.firing_since is None
+    # Traffic stops after the resolve: no data, and the last firing is still on record.
+    quiet = next_state(resolved.record, unknown, r, now=150.0)
+    assert quiet.record.state == "no_data" and quiet.notice is None
+    assert quiet.record.details["fired_at"] == 100.0 and quiet.record.details["resolved_at"] == 140.0
 
 
 def test_for_s_holds_a_firing_back_until_it_lasts():

@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from lockgate.alerts.judge import Condition, Status
 from lockgate.config.alerts import SEVERITIES, BurnRateRule, ThresholdRule
 from lockgate.store import AlertStateRecord
 
 OK, PENDING, FIRING, NO_DATA = "ok", "pending", "firing", "no_data"
+# What a resolved firing leaves in the state's details, kept through quiet states until the next firing.
+LAST_FIRING = ("fired_at", "resolved_at", "incident", "actions")
 
 
 class Notice(StrEnum):
@@ -51,7 +54,7 @@ def next_state(current: AlertStateRecord | None, condition: Condition, rule: Thr
                now: float) -> Transition | None:
     """The transition the condition causes, or None when the stored state stands."""
     state = current or initial(rule)
-    reading = {"value": condition.value, "threshold": condition.threshold, "summary": condition.summary,
+    reading: dict[str, Any] = {"value": condition.value, "threshold": condition.threshold, "summary": condition.summary,
                "condition": condition.details, "evaluated_at": now}
     if condition.status is Status.FIRING:
         severity = condition.severity or "high"
@@ -65,21 +68,28 @@ def next_state(current: AlertStateRecord | None, condition: Condition, rule: Thr
             if now - state.details.get("pending_since", now) < rule.for_s:
                 return None
         elif rule.for_s > 0:
-            return Transition(replace(state, state=PENDING, details={**reading, "severity": severity,
-                                                                     "pending_since": now}), None)
+            details = {**_quiet(state, reading), "severity": severity, "pending_since": now}
+            return Transition(replace(state, state=PENDING, details=details), None)
         details = {**reading, "severity": severity}
         return Transition(replace(state, state=FIRING, firing_since=now, last_notified=now, details=details),
                           Notice.FIRING)
     if condition.status is Status.OK:
         if state.state == FIRING:
             details = {**reading, "severity": state.details.get("severity"), "fired_at": state.firing_since,
-                       "resolved_at": now, "incident": state.details.get("incident")}
+                       "resolved_at": now, "incident": state.details.get("incident"),
+                       "actions": state.details.get("actions")}
             return Transition(replace(state, state=OK, firing_since=None, last_notified=now, details=details),
                               Notice.RESOLVED)
         if state.state == OK and current is not None:
             return None
-        return Transition(replace(state, state=OK, details={**reading, "severity": None}), None)
+        return Transition(replace(state, state=OK, details=_quiet(state, reading)), None)
     # No data: a firing alert keeps firing; anything else says plainly that it cannot tell.
     if state.state in (FIRING, NO_DATA):
         return None
-    return Transition(replace(state, state=NO_DATA, details={**reading, "severity": None}), None)
+    return Transition(replace(state, state=NO_DATA, details=_quiet(state, reading)), None)
+
+
+def _quiet(state: AlertStateRecord, reading: dict[str, Any]) -> dict[str, Any]:
+    """Details of a state that is not firing: the reading, and what the last firing was (kept until the next)."""
+    last = {key: state.details[key] for key in LAST_FIRING if key in state.details}
+    return {**last, **reading, "severity": None}
