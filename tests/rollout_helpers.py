@@ -12,7 +12,7 @@ _ids = itertools.count()
 
 def add_traffic(store: SqliteStore, route: str, version: int, n: int, *, ts: float, failed: int = 0,
                 violations: int = 0, latency_ms: float = 100.0, shadow: bool = False, output: str = "fine answer",
-                spread_s: float = 1.0) -> None:
+                spread_s: float = 1.0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
     """n traces of route@version at ts .. ts + spread_s; the first `failed` are 502s, the next
     `violations` had an output guard redact, the rest are plain 200s."""
     traces: list[dict[str, Any]] = []
@@ -28,5 +28,6 @@ def add_traffic(store: SqliteStore, route: str, version: int, n: int, *, ts: flo
             "release": f"{route}@{version}", "status": status, "outcome": outcome, "latency_ms": latency_ms,
             "guards": guards, "output": output if status == 200 else None,
             "shadow_of": f"p{trace_id}" if shadow else None,
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
         })
     store.insert_traces(traces)

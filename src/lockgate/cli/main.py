@@ -128,9 +128,16 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
 
     controller = RolloutController(store, list(config.routes))
     controller.start()
+    from lockgate.alerts.evaluator import build_alert_evaluator
+
+    alerts = build_alert_evaluator(store, config)  # and alerts, on the same traces
+    if alerts is not None:
+        alerts.start()
     try:
         uvicorn.run("lockgate.gateway.app:create_app_from_env", factory=True, workers=n_workers, **common)
     finally:
+        if alerts is not None:
+            alerts.stop()
         controller.stop()
         if drift_monitor is not None:
             drift_monitor.stop()
@@ -420,6 +427,11 @@ from lockgate.cli.audit import audit  # noqa: E402 - the command group lives in 
 
 cli.add_command(audit)
 cli.add_command(drift_command)
+from lockgate.cli.alerts import alerts  # noqa: E402
+from lockgate.cli.incidents import incident  # noqa: E402
+
+cli.add_command(alerts)
+cli.add_command(incident)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from lockgate.config.alerts import reference_problems as alert_reference_problems
 from lockgate.config.schema import BackendFallback, LockgateConfig
 from lockgate.retrieval.chunking import chunk_markdown
 from lockgate.retrieval.knowledge import KnowledgeError, KnowledgeText, load_knowledge
@@ -153,6 +154,8 @@ def _reference_problems(config: LockgateConfig) -> list[ConfigProblem]:
                             f"unknown backend '{fallback.backend}'; use one of: {known}",
                         )
                     )
+    problems += [ConfigProblem(path, message) for path, message in alert_reference_problems(config.alerts,
+                                                                                             set(config.routes))]
     return problems
 
 

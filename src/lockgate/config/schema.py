@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from lockgate.config.alerts import AlertRules
 from lockgate.config.plans import ExperimentSpec, RolloutPlan
 from lockgate.config.strict import Strict
 from lockgate.drift.spec import parse_window
@@ -256,3 +257,4 @@ class LockgateConfig(Strict):
     telemetry: TelemetryConfig = TelemetryConfig()
     backends: dict[Annotated[str, Field(pattern=NAME_PATTERN)], BackendConfig]
     routes: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RouteConfig]
+    alerts: AlertRules = Field(default=(), description="Alert rules (lockgate.config.alerts, docs/alerts.md).")

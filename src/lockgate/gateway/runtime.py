@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.alerts.evaluator import build_alert_evaluator
 from lockgate.audit.actions import default_actor, record_release_created
 from lockgate.auth.keys import KeyRing
 from lockgate.backends.base import Backend
@@ -126,6 +127,7 @@ class Runtime:
             self._load_referenced_releases()
         run_controller = workers == 1 and follow_route_state if run_controller is None else run_controller
         self.controller = RolloutController(store, list(config.routes)) if run_controller else None
+        self.alerts = build_alert_evaluator(store, config) if run_controller else None  # next to the rollouts
         self.shadows = ShadowRunner(self)
         # Scores computed elsewhere (the drift monitor of `lockgate serve`), shown on this process's /metrics.
         self.metric_collectors = drift_collectors(settings, config)
@@ -228,6 +230,8 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._run_control_refresher()))
         if self.controller is not None:
             self.controller.start()
+        if self.alerts is not None:
+            self.alerts.start()
         self._tasks.append(asyncio.create_task(self._publish_gauges()))
         for name, backend in self.serving_backends().items():
             config = self.config.backends[name]
@@ -241,6 +245,8 @@ class Runtime:
         await self.shadows.drain()
         if self.controller is not None:
             await asyncio.to_thread(self.controller.stop)
+        if self.alerts is not None:
+            await asyncio.to_thread(self.alerts.stop)
         await asyncio.to_thread(self.journal.stop)
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.shutdown)

@@ -120,3 +120,23 @@ def enable_multiprocess(directory: str) -> None:
     the supervisor is before the directory exists, so the choice is made again here."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     values.ValueClass = values.get_value_class()
+
+# -- Alerts (lockgate.alerts): counted where the evaluator runs (the lone worker, or the `serve` supervisor).
+ALERT_STATE = Gauge(
+    "lockgate_alert_state", "Each alert rule's state: 0 ok, 1 pending, 2 firing, -1 no data.", ["alert", "route"],
+    multiprocess_mode="mostrecent",
+)
+ALERT_NOTICES = Counter(
+    "lockgate_alert_notices_total", "Alert transitions notified, by kind (firing, escalated, resolved).",
+    ["alert", "notice"],
+)
+ALERT_EVALUATION_ERRORS = Counter(
+    "lockgate_alert_evaluation_errors_total", "Rule evaluations or actions that failed (logged).", ["alert"]
+)
+ALERT_WEBHOOKS = Counter(
+    "lockgate_alert_webhook_deliveries_total", "Webhook notices by outcome (delivered, failed, dropped).",
+    ["alert", "outcome"],
+)
+ALERT_WEBHOOK_RETRIES = Counter(
+    "lockgate_alert_webhook_retries_total", "Webhook attempts retried after a failure.", ["alert"]
+)

@@ -1,11 +1,13 @@
 """Persistent state behind one interface: API keys, the release registry and traces."""
 
 from lockgate.store.base import (
+    AlertStateRecord,
     ApiKeyRecord,
     ChainHead,
     EvidenceRecord,
     FeedbackRecord,
     FeedbackSummary,
+    IncidentRecord,
     ReleaseRecord,
     ReleaseWindow,
     RetentionCutoffs,
@@ -16,11 +18,13 @@ from lockgate.store.base import (
 from lockgate.store.sqlite import SqliteStore
 
 __all__ = [
+    "AlertStateRecord",
     "ApiKeyRecord",
     "ChainHead",
     "EvidenceRecord",
     "FeedbackRecord",
     "FeedbackSummary",
+    "IncidentRecord",
     "ReleaseRecord",
     "ReleaseWindow",
     "RetentionCutoffs",

@@ -73,6 +73,8 @@ class ReleaseWindow:
     guard_violations: int
     grounding_failures: int
     latencies_ms: tuple[float, ...]  # sorted, successful requests only
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,48 @@ class FeedbackSummary:
         return self.negative / self.count if self.count else 0.0
 
 
+@dataclass(frozen=True)
+class AlertStateRecord:
+    """One alert rule's state as every evaluator shares it (lockgate.alerts.state), written with
+    compare-and-set on `revision`, so each transition, and its notice, happens once across replicas."""
+
+    alert: str
+    state: str  # "ok", "pending", "firing" or "no_data"
+    fingerprint: str  # the rule's identity; a notice's receiver pairs a resolve with its firing by it
+    firing_since: float | None = None
+    last_notified: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # last value, severity, incident, action results...
+    revision: int = 0  # 0: never stored
+    updated_at: float = 0.0
+
+
+INCIDENT_STATUSES = ("open", "mitigated", "resolved")
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    incident_id: int
+    title: str
+    severity: str  # critical, high, medium, low
+    status: str  # open, mitigated, resolved
+    route: str | None
+    opened_at: float
+    opened_by: str  # a person, or "alert:<name>"
+    response_due_at: float  # acknowledge by then (lockgate.incidents.severity)
+    lookback_s: float  # the timeline starts this long before the incident opened
+    alert: str | None = None  # the alert rule that opened it
+    summary: str | None = None
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    mitigated_at: float | None = None
+    resolved_at: float | None = None
+    resolved_by: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"INC-{self.incident_id}"
+
+
 class Store(Protocol):
     def migrate(self) -> None: ...
 
@@ -192,7 +236,9 @@ class Store(Protocol):
     def recent_traces(self, limit: int = 20, route: str | None = None) -> list[dict[str, Any]]: ...
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
     def count_traces(self) -> int: ...
-    def release_window(self, route: str, since: float, until: float | None = None) -> list[ReleaseWindow]: ...
+    def release_window(
+        self, route: str, since: float, until: float | None = None, *, with_latencies: bool = True
+    ) -> list[ReleaseWindow]: ...
     # A route's traces with since <= ts < until, at most `limit`: the oldest first (checks that walk
     # a window), or the newest (drift windows keep the latest traffic).
     def traces_between(
@@ -219,5 +265,23 @@ class Store(Protocol):
         self, *, request_id: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[FeedbackRecord]: ...
     def feedback_summary(self, route: str, since: float | None = None) -> list[FeedbackSummary]: ...
+
+    # Alert states: one row per rule, compare-and-set on its revision (0: not stored yet).
+    def get_alert_state(self, alert: str) -> AlertStateRecord | None: ...
+    def list_alert_states(self) -> list[AlertStateRecord]: ...
+    def put_alert_state(self, record: AlertStateRecord, expected_revision: int) -> bool: ...
+
+    # Incidents: each change is recorded in the audit log in the same transaction. `update_incident`
+    # writes only while the incident still has the `expected` values (None: unset), else returns None.
+    def open_incident(
+        self, *, title: str, severity: str, route: str | None, opened_by: str, response_due_at: float,
+        lookback_s: float, alert: str | None = None, summary: str | None = None,
+    ) -> IncidentRecord: ...
+    def get_incident(self, incident_id: int) -> IncidentRecord | None: ...
+    def list_incidents(self, status: str | None = None, limit: int = 100) -> list[IncidentRecord]: ...
+    def update_incident(
+        self, incident_id: int, changes: dict[str, Any], *, expected: dict[str, Any], actor: str, action: str,
+        details: dict[str, Any],
+    ) -> IncidentRecord | None: ...
 
     def close(self) -> None: ...

@@ -28,11 +28,13 @@ from lockgate.audit.chain import (
 )
 from lockgate.releases import parse_release_id
 from lockgate.store.base import (
+    AlertStateRecord,
     ApiKeyRecord,
     ChainHead,
     EvidenceRecord,
     FeedbackRecord,
     FeedbackSummary,
+    IncidentRecord,
     ReleaseRecord,
     ReleaseWindow,
     RetentionCutoffs,
@@ -76,7 +78,9 @@ CREATE TABLE IF NOT EXISTS traces (
     shadow_of TEXT,
     release_failed INTEGER NOT NULL DEFAULT 0,
     guard_violation INTEGER NOT NULL DEFAULT 0,
-    grounding_failed INTEGER NOT NULL DEFAULT 0
+    grounding_failed INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS traces_ts ON traces (ts);
 CREATE INDEX IF NOT EXISTS traces_route_ts ON traces (route, ts);
@@ -144,6 +148,36 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_request ON feedback (request_id, rater);
 CREATE INDEX IF NOT EXISTS feedback_status ON feedback (status);
 CREATE INDEX IF NOT EXISTS feedback_route_ts ON feedback (route, ts);
+-- One row per alert rule, shared by every evaluator (lockgate.alerts): compare-and-set on revision.
+CREATE TABLE IF NOT EXISTS alert_state (
+    alert TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    firing_since REAL,
+    last_notified REAL,
+    details TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    route TEXT,
+    opened_at REAL NOT NULL,
+    opened_by TEXT NOT NULL,
+    response_due_at REAL NOT NULL,
+    lookback_s REAL NOT NULL,
+    alert TEXT,
+    summary TEXT,
+    acknowledged_at REAL,
+    acknowledged_by TEXT,
+    mitigated_at REAL,
+    resolved_at REAL,
+    resolved_by TEXT
+);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status);
 """
 
 TRACE_COLUMNS = ("trace_id", "ts", "route", "release", "key_id", "status", "outcome", "latency_ms")
@@ -161,6 +195,8 @@ ADDED_COLUMNS = {
         "release_failed": "INTEGER NOT NULL DEFAULT 0",
         "guard_violation": "INTEGER NOT NULL DEFAULT 0",
         "grounding_failed": "INTEGER NOT NULL DEFAULT 0",
+        "prompt_tokens": "INTEGER NOT NULL DEFAULT 0",
+        "completion_tokens": "INTEGER NOT NULL DEFAULT 0",
     },
 }
 
@@ -396,7 +432,7 @@ class SqliteStore:
                         fresh.append(p)
                 c.executemany(
                     f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)}, body, {', '.join(FACT_COLUMNS)}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"VALUES ({', '.join('?' * (len(TRACE_COLUMNS) + 1 + len(FACT_COLUMNS)))})",
                     [p[1] for p in fresh],
                 )
                 seq, prev = _next_link(c, TRACE_CHAIN, "SELECT seq, hash FROM trace_chain ORDER BY seq DESC LIMIT 1")
@@ -430,16 +466,19 @@ class SqliteStore:
         row = self._run(lambda c: c.execute("SELECT body FROM traces WHERE trace_id = ?", (trace_id,)).fetchone())
         return json.loads(row["body"]) if row else None
 
-    def release_window(self, route: str, since: float, until: float | None = None) -> list[ReleaseWindow]:
-        """Per (release, shadow or not): counts and latencies of the route's traces in [since, until)."""
+    def release_window(self, route: str, since: float, until: float | None = None, *,
+                       with_latencies: bool = True) -> list[ReleaseWindow]:
+        """Per (release, shadow or not): counts and latencies of the route's traces in [since, until).
+        `with_latencies=False` leaves them out: reading every one of a long window's is the costly part."""
         until = until if until is not None else time.time() + 1
         args = (route, since, until)
         counts = self._run(lambda c: c.execute(
             "SELECT release, shadow_of IS NOT NULL AS shadow, COUNT(*) AS n, SUM(release_failed) AS failed, "
-            "SUM(guard_violation) AS violations, SUM(grounding_failed) AS grounding "
+            "SUM(guard_violation) AS violations, SUM(grounding_failed) AS grounding, "
+            "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens "
             f"FROM traces WHERE route = ? AND ts >= ? AND ts < ? AND release IS NOT NULL AND {_COUNTED} "
             "GROUP BY release, shadow", args).fetchall())
-        latencies = self._run(lambda c: c.execute(
+        latencies = [] if not with_latencies else self._run(lambda c: c.execute(
             "SELECT release, shadow_of IS NOT NULL AS shadow, latency_ms FROM traces "
             "WHERE route = ? AND ts >= ? AND ts < ? AND release IS NOT NULL AND status < 400", args).fetchall())
         by_key: dict[tuple[str, bool], list[float]] = {}
@@ -450,6 +489,7 @@ class SqliteStore:
                 release=r["release"], shadow=bool(r["shadow"]), requests=r["n"], failed=r["failed"] or 0,
                 guard_violations=r["violations"] or 0, grounding_failures=r["grounding"] or 0,
                 latencies_ms=tuple(sorted(by_key.get((r["release"], bool(r["shadow"])), ()))),
+                prompt_tokens=r["prompt_tokens"] or 0, completion_tokens=r["completion_tokens"] or 0,
             )
             for r in counts
             if r["release"] is not None
@@ -640,8 +680,109 @@ class SqliteStore:
         summaries = [FeedbackSummary(route, r["release"], r["n"], r["total"] / r["n"], r["negative"]) for r in rows]
         return sorted(summaries, key=lambda s: parse_release_id(s.release) or (s.release, 0))  # @2 before @10
 
+    # -- Alert states ---------------------------------------------------------------------------
+
+    def get_alert_state(self, alert: str) -> AlertStateRecord | None:
+        row = self._run(lambda c: c.execute("SELECT * FROM alert_state WHERE alert = ?", (alert,)).fetchone())
+        return _alert_state(row) if row else None
+
+    def list_alert_states(self) -> list[AlertStateRecord]:
+        rows = self._run(lambda c: c.execute("SELECT * FROM alert_state ORDER BY alert").fetchall())
+        return [_alert_state(r) for r in rows]
+
+    def put_alert_state(self, record: AlertStateRecord, expected_revision: int) -> bool:
+        """Compare-and-set, like put_route_state: of two evaluators deciding the same transition, one writes."""
+        fields = (record.state, record.fingerprint, record.firing_since, record.last_notified,
+                  json.dumps(record.details, sort_keys=True, separators=(",", ":")), time.time())
+
+        def put(c: sqlite3.Connection) -> bool:
+            if expected_revision == 0:
+                cur = c.execute("INSERT OR IGNORE INTO alert_state (alert, revision, state, fingerprint, firing_since, "
+                                "last_notified, details, updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
+                                (record.alert, *fields))
+            else:
+                cur = c.execute("UPDATE alert_state SET revision = revision + 1, state = ?, fingerprint = ?, "
+                                "firing_since = ?, last_notified = ?, details = ?, updated_at = ? "
+                                "WHERE alert = ? AND revision = ?", (*fields, record.alert, expected_revision))
+            return cur.rowcount == 1
+
+        return self._run(put)
+
+    # -- Incidents ------------------------------------------------------------------------------
+
+    def open_incident(
+        self, *, title: str, severity: str, route: str | None, opened_by: str, response_due_at: float,
+        lookback_s: float, alert: str | None = None, summary: str | None = None,
+    ) -> IncidentRecord:
+        def open_(c: sqlite3.Connection) -> IncidentRecord:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                cur = c.execute(
+                    "INSERT INTO incidents (title, severity, status, route, opened_at, opened_by, response_due_at, "
+                    "lookback_s, alert, summary) VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+                    (title, severity, route, time.time(), opened_by, response_due_at, lookback_s, alert, summary))
+                record = _incident(c.execute("SELECT * FROM incidents WHERE incident_id = ?",
+                                             (cur.lastrowid,)).fetchone())
+                _append_audit(c, opened_by, "incident.open", record.ref, {
+                    "title": title, "severity": severity, "route": route, "alert": alert,
+                    "response_due_at": response_due_at})
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return record
+
+        return self._run(open_)
+
+    def get_incident(self, incident_id: int) -> IncidentRecord | None:
+        row = self._run(lambda c: c.execute("SELECT * FROM incidents WHERE incident_id = ?",
+                                            (incident_id,)).fetchone())
+        return _incident(row) if row else None
+
+    def list_incidents(self, status: str | None = None, limit: int = 100) -> list[IncidentRecord]:
+        sql, args = "SELECT * FROM incidents", list[Any]()
+        if status is not None:
+            sql, args = sql + " WHERE status = ?", [status]
+        rows = self._run(lambda c: c.execute(sql + " ORDER BY incident_id DESC LIMIT ?", [*args, limit]).fetchall())
+        return [_incident(r) for r in rows]
+
+    def update_incident(
+        self, incident_id: int, changes: dict[str, Any], *, expected: dict[str, Any], actor: str, action: str,
+        details: dict[str, Any],
+    ) -> IncidentRecord | None:
+        unknown = (set(changes) | set(expected)) - set(_INCIDENT_MUTABLE)
+        if unknown:
+            raise ValueError(f"incidents cannot be updated on {sorted(unknown)}")
+        sets = ", ".join(f"{col} = ?" for col in changes)
+        conditions = "".join(f" AND {col} IS NULL" if value is None else f" AND {col} = ?"
+                             for col, value in expected.items())
+        args = [*changes.values(), incident_id, *(v for v in expected.values() if v is not None)]
+
+        def update(c: sqlite3.Connection) -> IncidentRecord | None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                cur = c.execute(f"UPDATE incidents SET {sets} WHERE incident_id = ?{conditions}", args)
+                if cur.rowcount != 1:
+                    c.execute("ROLLBACK")
+                    return None
+                record = _incident(c.execute("SELECT * FROM incidents WHERE incident_id = ?",
+                                             (incident_id,)).fetchone())
+                _append_audit(c, actor, action, record.ref, {"route": record.route, **details})
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return record
+
+        return self._run(update)
+
     def close(self) -> None:
         self._drop_connection()
+
+
+# Incident columns that change after opening; the rest are fixed when it opens.
+_INCIDENT_MUTABLE = ("severity", "status", "summary", "acknowledged_at", "acknowledged_by", "mitigated_at",
+                     "resolved_at", "resolved_by")
 
 
 _LAST_AUDIT = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
@@ -767,6 +908,16 @@ def _evidence(row: sqlite3.Row) -> EvidenceRecord:
         summary=json.loads(row["summary"]),
         created_at=row["created_at"],
     )
+
+
+def _alert_state(row: sqlite3.Row) -> AlertStateRecord:
+    return AlertStateRecord(alert=row["alert"], state=row["state"], fingerprint=row["fingerprint"],
+                            firing_since=row["firing_since"], last_notified=row["last_notified"],
+                            details=json.loads(row["details"]), revision=row["revision"], updated_at=row["updated_at"])
+
+
+def _incident(row: sqlite3.Row) -> IncidentRecord:
+    return IncidentRecord(**{name: row[name] for name in row.keys()})
 
 
 def _feedback(row: sqlite3.Row, **linked: Any) -> FeedbackRecord:
