@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 
 def _who(ctx: click.Context, explicit: str | None) -> str:
-    return operator(explicit or ctx.find_root().obj.get("actor"))
+    return operator(ctx, explicit)
 
 
 def _run(action: Callable[[], T], *, bad_input: bool = False) -> T:
