@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     results = run(args)
-    command = "python bench/rollback.py" + (" " + " ".join(argv) if argv else "")
+    command = ".venv/bin/python bench/rollback.py" + (" " + " ".join(argv) if argv else "")
     write_report(results, args, command, started, time.monotonic() - t0)
     worst_s = max(s.rollback_s() for s in results)
     worst_share = max(s.bad_share_pct() for s in results)

@@ -134,3 +134,11 @@ def test_absolute_limits_look_at_the_trailing_window(store):
     add_traffic(store, "r", 2, 30, ts=T0 - 5, failed=30)
     breaches = Analyzer(store).breaches("r", 2, limits, T0)
     assert [b.metric for b in breaches] == ["error_rate"] and breaches[0].value > 0.05
+
+
+def test_absolute_limits_never_reach_back_before_the_rollout(store):
+    """A second rollout of the same candidate is not judged by the failures that ended the first."""
+    add_traffic(store, "r", 2, 40, ts=T0 - 5, failed=40)
+    limits = PLAN.rollback_when
+    assert Analyzer(store).breaches("r", 2, limits, T0)
+    assert Analyzer(store).breaches("r", 2, limits, T0, since=T0 - 1) == []

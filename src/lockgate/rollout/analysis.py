@@ -233,11 +233,14 @@ class Analyzer:
         c, s = counts[f"{route}@{candidate}"], counts[f"{route}@{stable}"]
         return (c[0], c[1]), (s[0], s[1])
 
-    def breaches(self, route: str, candidate: int, limits: Sequence[AbsoluteLimit], now: float) -> list[Breach]:
-        """Absolute limits on the candidate's served (or, failing that, shadow) traffic."""
+    def breaches(self, route: str, candidate: int, limits: Sequence[AbsoluteLimit], now: float,
+                 since: float = 0.0) -> list[Breach]:
+        """Absolute limits on the candidate's served (or, failing that, shadow) traffic over each limit's
+        trailing window, never reaching back before `since` (the rollout's start: an earlier rollout of
+        the same candidate must not judge this one)."""
         found = []
         for limit in limits:
-            windows = self.store.release_window(route, now - limit.window_s, now + 1)
+            windows = self.store.release_window(route, max(since, now - limit.window_s), now + 1)
             served = _pick(windows, f"{route}@{candidate}", False)
             w = served if served.requests else _pick(windows, f"{route}@{candidate}", True)
             if w.requests < limit.min_samples:

@@ -90,7 +90,8 @@ def tick(state: RouteState, analyzer: Analyzer, now: float | None = None) -> Res
         return state, []
     plan = plan_of(rollout)
     if rollout.canary_weight > 0 or rollout.shadow_percent > 0:
-        breaches = analyzer.breaches(state.route, rollout.candidate, plan.rollback_when, now)
+        breaches = analyzer.breaches(state.route, rollout.candidate, plan.rollback_when, now,
+                                     since=rollout.started_at)
         if breaches:
             return _end(state, RolloutStatus.ROLLED_BACK, now, "absolute limit crossed: " + breaches[0].describe(),
                         "system", {"breaches": [b.__dict__ for b in breaches]})
