@@ -17,6 +17,12 @@ def upstream() -> Iterator[FakeUpstreamThread]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def upstream_url(upstream: FakeUpstreamThread) -> str:
+    """The fake upstream's base URL, for tests that only write it into a configuration."""
+    return upstream.base_url
+
+
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator:
     """Starts `lockgate serve` processes; every one is stopped at the end of the test."""

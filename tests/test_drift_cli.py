@@ -16,20 +16,11 @@ import httpx
 import pytest
 import yaml
 
-from lockgate.devtools.fake_upstream import run_in_thread
 from tests.drift_traffic import prompts
 from tests.harness import Gateway, free_port, run_cli, write_config
 
 N = 60  # requests per window
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    fake = run_in_thread()
-    try:
-        yield fake.base_url
-    finally:
-        fake.stop()
 
 
 def _iso(ts: float) -> str:
@@ -64,9 +55,9 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def traffic(tmp_path_factory: pytest.TempPathFactory, upstream: str) -> Iterator[Traffic]:
+def traffic(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iterator[Traffic]:
     root = tmp_path_factory.mktemp("drift")
-    config = write_config(root / "lockgate.yaml", upstream, server_extra="  require_api_key: false")
+    config = write_config(root / "lockgate.yaml", upstream_url, server_extra="  require_api_key: false")
     gateway = Gateway(root / "data", config, free_port()).start()
     marks = [time.time()]
     try:
@@ -188,14 +179,14 @@ def _metric(text: str, name: str, feature: str) -> float | None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])  # the monitor beside a lone worker, or in the supervisor
-def test_serve_publishes_drift_scores_on_metrics(tmp_path: Path, upstream: str, workers: int) -> None:
+def test_serve_publishes_drift_scores_on_metrics(tmp_path: Path, upstream_url: str, workers: int) -> None:
     suite = {"name": "support", "version": 1, "route": "echo", "risk": "low",
              "cases": [{"id": f"c{i}", "messages": [{"role": "user", "content": p}], "assert": [{"type": "is-json"}]}
                        for i, p in enumerate(prompts("support_en", 40, 5))]}
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     drift = ("    drift:\n      reference: suite:suite.yaml\n      window_s: 3600\n      interval_s: 1\n"
              "      min_samples: 20")
-    config = write_config(tmp_path / "lockgate.yaml", upstream, server_extra="  require_api_key: false",
+    config = write_config(tmp_path / "lockgate.yaml", upstream_url, server_extra="  require_api_key: false",
                           route_extra=drift)
     gateway = Gateway(tmp_path / "data", config, free_port(), workers=workers).start()
     try:
@@ -226,8 +217,8 @@ def test_serve_publishes_drift_scores_on_metrics(tmp_path: Path, upstream: str, 
     assert _rows(result.stdout)["language"] == "DRIFT"
 
 
-def test_bad_drift_reference_is_a_config_error(tmp_path: Path, upstream: str) -> None:
-    config = write_config(tmp_path / "lockgate.yaml", upstream,
+def test_bad_drift_reference_is_a_config_error(tmp_path: Path, upstream_url: str) -> None:
+    config = write_config(tmp_path / "lockgate.yaml", upstream_url,
                           route_extra="    drift:\n      reference: yesterday")
     result = run_cli("release", "list", data_dir=tmp_path / "data", config=config, check=False)
     assert result.returncode == 2

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lockgate.devtools.fake_upstream import run_in_thread
 from tests.harness import run_cli, write_config
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    fake = run_in_thread()
-    try:
-        yield fake.base_url
-    finally:
-        fake.stop()
-
-
 @pytest.fixture
-def config(tmp_path: Path, upstream: str) -> Path:
-    path = write_config(tmp_path / "lockgate.yaml", upstream)
+def config(tmp_path: Path, upstream_url: str) -> Path:
+    path = write_config(tmp_path / "lockgate.yaml", upstream_url)
     # a second release of the same route, so there is a baseline to compare with
     # (registered in order: v0 is echo@1, v1 echo@2) and a `broken` one whose upstream answers HTTP 500
     text = path.read_text().replace("releases:\n      v1:", "releases:\n      v0:\n        backend: up\n"
@@ -141,8 +130,8 @@ def test_missing_suite_file_exits_2(tmp_path: Path, config: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_configuration_exits_2(tmp_path: Path, upstream: str) -> None:
-    config = write_config(tmp_path / "lockgate.yaml", upstream, release_extra="""
+def test_bad_configuration_exits_2(tmp_path: Path, upstream_url: str) -> None:
+    config = write_config(tmp_path / "lockgate.yaml", upstream_url, release_extra="""
         retrieval:
           knowledge: kb/missing.md
 """)
@@ -152,8 +141,8 @@ def test_bad_configuration_exits_2(tmp_path: Path, upstream: str) -> None:
     assert "retrieval.knowledge" in result.stderr and str(tmp_path / "kb" / "missing.md") in result.stderr
 
 
-def test_backend_that_cannot_load_exits_2(tmp_path: Path, upstream: str) -> None:
-    config = write_config(tmp_path / "lockgate.yaml", upstream, backend_extra=f"""
+def test_backend_that_cannot_load_exits_2(tmp_path: Path, upstream_url: str) -> None:
+    config = write_config(tmp_path / "lockgate.yaml", upstream_url, backend_extra=f"""
   local:
     kind: llama_cpp
     model_file: {tmp_path / 'missing.gguf'}

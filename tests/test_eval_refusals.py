@@ -8,13 +8,10 @@ can make the input guard block, the output guard block, or the echo itself read 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from lockgate.devtools.fake_upstream import run_in_thread
 from lockgate.evals.refusals import is_refusal, judge, withheld_by_guard
 from tests.harness import run_cli, write_config
 
@@ -37,22 +34,14 @@ def test_a_withheld_answer_is_a_refusal_for_the_assertion_and_the_metric() -> No
     assert not judge({"type": "icontains", "value": "paris"}, notice, withheld=True, latency_ms=1, cost=0).passed
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    fake = run_in_thread()
-    try:
-        yield fake.base_url
-    finally:
-        fake.stop()
-
 
 def _case(i: int, label: str, content: str, assertion: str) -> dict:
     return {"id": f"{label}-{i}", "label": label, "tags": [label], "messages": [{"role": "user", "content": content}],
             "assert": [{"type": assertion}]}
 
 
-def test_guard_refusals_count_the_same_in_assertions_and_metrics(tmp_path: Path, upstream: str) -> None:
-    config = write_config(tmp_path / "lockgate.yaml", upstream, release_extra="""
+def test_guard_refusals_count_the_same_in_assertions_and_metrics(tmp_path: Path, upstream_url: str) -> None:
+    config = write_config(tmp_path / "lockgate.yaml", upstream_url, release_extra="""
         guards:
           input:
             - guard: banned

@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from lockgate.devtools.fake_upstream import run_in_thread
 from lockgate.evals.runner import similarity_for
 from lockgate.evals.suite import load_suite
 from tests.harness import run_cli, write_config
@@ -23,14 +20,6 @@ PAIRS = [
     ("Cancel my subscription, please.", "I would like to cancel my membership.", "Volcanoes erupt lava."),
 ]
 
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    fake = run_in_thread()
-    try:
-        yield fake.base_url
-    finally:
-        fake.stop()
 
 
 def write_suite(path: Path, *, with_similarity: bool = True) -> Path:
@@ -51,8 +40,8 @@ def write_suite(path: Path, *, with_similarity: bool = True) -> Path:
     return path
 
 
-def test_semantic_similarity_is_judged_by_the_embedding_model(tmp_path: Path, upstream: str) -> None:
-    config = write_config(tmp_path / "lockgate.yaml", upstream)
+def test_semantic_similarity_is_judged_by_the_embedding_model(tmp_path: Path, upstream_url: str) -> None:
+    config = write_config(tmp_path / "lockgate.yaml", upstream_url)
     suite = write_suite(tmp_path / "suite.yaml")
     result = run_cli("eval", str(suite), "--release", "echo:v1", "--out", str(tmp_path / "out"),
                      "--concurrency", "4", data_dir=tmp_path / "data", config=config, check=False)
