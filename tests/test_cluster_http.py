@@ -82,3 +82,19 @@ def test_unreachable_redis_fails_open_and_counts_it(tmp_path, upstream, start_ga
     metrics = httpx.get(gw.base_url + "/metrics", timeout=10).text
     errors = [line for line in metrics.splitlines() if line.startswith("lockgate_ratelimit_errors_total ")]
     assert errors and float(errors[0].split()[1]) >= 3
+
+
+def test_redis_going_away_under_a_serving_gateway_and_coming_back(tmp_path, upstream, start_gateway, private_redis):
+    config = config_with_redis(tmp_path / "lockgate.yaml", upstream.base_url,
+                               f"  url: {private_redis.url}\n  on_failure: closed\n")
+    gw, key = replica(tmp_path, "data", config, start_gateway)
+    assert chat(gw, key).status_code == 200
+    private_redis.kill()
+    r = chat(gw, key)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "rate_limiter_unavailable"
+    private_redis.start()
+    deadline = time.monotonic() + 15
+    while (status := chat(gw, key).status_code) != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == 200
+    assert httpx.get(gw.base_url + "/readyz", timeout=10).status_code == 200
