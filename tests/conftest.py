@@ -47,3 +47,23 @@ def echo_gateway(tmp_path: Path, upstream: FakeUpstreamThread, start_gateway) ->
     data_dir = tmp_path / "data"
     key = create_key(data_dir)
     return start_gateway(config, data_dir=data_dir), key
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted at the end."""
+    from tests.redis_helpers import SHARED_REDIS_URL, delete_prefix, unique_prefix
+
+    prefix = unique_prefix()
+    yield prefix
+    delete_prefix(SHARED_REDIS_URL, prefix)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator:
+    """A redis-server of this test's own, which it may kill and restart (tests.redis_helpers.PrivateRedis)."""
+    from tests.redis_helpers import PrivateRedis
+
+    server = PrivateRedis(tmp_path / "redis").start()
+    yield server
+    server.kill()

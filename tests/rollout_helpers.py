@@ -10,9 +10,14 @@ from lockgate.store import SqliteStore
 _ids = itertools.count()
 
 
-def add_traffic(store: SqliteStore, route: str, version: int, n: int, *, ts: float, failed: int = 0,
-                violations: int = 0, latency_ms: float = 100.0, shadow: bool = False, output: str = "fine answer",
-                spread_s: float = 1.0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+def add_traffic(store: SqliteStore, route: str, version: int, n: int, **shape: Any) -> None:
+    """n traces of route@version (see `traffic`) written into the store."""
+    store.insert_traces(traffic(route, version, n, **shape))
+
+
+def traffic(route: str, version: int, n: int, *, ts: float, failed: int = 0, violations: int = 0,
+            latency_ms: float = 100.0, shadow: bool = False, output: str = "fine answer", spread_s: float = 1.0,
+            prompt_tokens: int = 0, completion_tokens: int = 0) -> list[dict[str, Any]]:
     """n traces of route@version at ts .. ts + spread_s; the first `failed` are 502s, the next
     `violations` had an output guard redact, the rest are plain 200s."""
     traces: list[dict[str, Any]] = []
@@ -30,4 +35,4 @@ def add_traffic(store: SqliteStore, route: str, version: int, n: int, *, ts: flo
             "shadow_of": f"p{trace_id}" if shadow else None,
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
         })
-    store.insert_traces(traces)
+    return traces

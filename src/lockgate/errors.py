@@ -105,6 +105,12 @@ class ServiceUnavailable(LockgateError):
     code = "service_unavailable"
 
 
+class RateLimiterUnavailable(ServiceUnavailable):
+    """Redis could not decide a rate limit and `redis.on_failure` is `closed`."""
+
+    code = "rate_limiter_unavailable"
+
+
 class Conflict(LockgateError):
     """The request is well formed but does not apply to the current state (e.g. no rollout to pause)."""
 

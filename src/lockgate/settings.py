@@ -21,6 +21,7 @@ class Settings:
     config_path: Path | None = None  # None: the embedded demo configuration
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    redis_url: str | None = None  # LOCKGATE_REDIS_URL: wins over `redis.url` (keeps passwords out of files)
 
     @property
     def database_path(self) -> Path:
@@ -43,12 +44,15 @@ class Settings:
             config_path=Path(config).resolve() if config else _env_path("LOCKGATE_CONFIG"),
             host=host or os.environ.get("LOCKGATE_HOST") or DEFAULT_HOST,
             port=port or int(os.environ.get("LOCKGATE_PORT") or DEFAULT_PORT),
+            redis_url=os.environ.get("LOCKGATE_REDIS_URL") or None,
         )
 
     def to_env(self) -> dict[str, str]:
         env = {"LOCKGATE_DATA_DIR": str(self.data_dir), "LOCKGATE_HOST": self.host, "LOCKGATE_PORT": str(self.port)}
         if self.config_path is not None:
             env["LOCKGATE_CONFIG"] = str(self.config_path)
+        if self.redis_url is not None:
+            env["LOCKGATE_REDIS_URL"] = self.redis_url
         return env
 
 

@@ -25,6 +25,7 @@ from lockgate.alerts.webhook import WebhookSender
 from lockgate.config import LockgateConfig
 from lockgate.config.alerts import BurnRateRule, ThresholdRule
 from lockgate.observe import metrics
+from lockgate.observe.windows import LiveWindows
 from lockgate.store import AlertStateRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ AUDIT_ACTIONS = {Notice.FIRING: "alert.fire", Notice.ESCALATED: "alert.escalate"
 
 class AlertEvaluator:
     def __init__(self, store: Store, rules: tuple[Rule, ...], *, sender: WebhookSender | None = None,
-                 tick_s: float = 0.25) -> None:
+                 tick_s: float = 0.25, windows: LiveWindows | None = None) -> None:
         self.store = store
+        self.windows = windows  # None: the store's windows
         self.rules = rules
         self.sender = sender or WebhookSender()
         self.tick_s = tick_s
@@ -69,7 +71,7 @@ class AlertEvaluator:
         return written
 
     def evaluate(self, rule: Rule, now: float) -> Transition | None:
-        condition = measure.evaluate(self.store, rule, now)
+        condition = measure.evaluate(self.store, rule, now, windows=self.windows)
         transition, previous = self._write(rule, condition, now)
         state = transition.record.state if transition else (previous.state if previous else "ok")
         metrics.ALERT_STATE.labels(alert=rule.name, route=rule.route).set(STATE_GAUGE.get(state, 0))
@@ -189,6 +191,7 @@ def notice_payload(rule: Rule, record: AlertStateRecord, notice: Notice, conditi
     return payload
 
 
-def build_alert_evaluator(store: Store, config: LockgateConfig) -> AlertEvaluator | None:
+def build_alert_evaluator(store: Store, config: LockgateConfig, *,
+                          windows: LiveWindows | None = None) -> AlertEvaluator | None:
     """The evaluator for the configuration's rules, or None when it declares none."""
-    return AlertEvaluator(store, config.alerts) if config.alerts else None
+    return AlertEvaluator(store, config.alerts, windows=windows) if config.alerts else None

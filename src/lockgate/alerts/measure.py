@@ -1,4 +1,5 @@
-"""Reads what a rule needs from the store: the route's served traffic over trailing windows.
+"""Reads what a rule needs: the route's served traffic over trailing windows (from `windows`: the store,
+or Redis's live counters, lockgate.observe.windows), ratings and trace samples from the store.
 
 Every metric is of the route as its users meet it: all releases serving it (stable and canary
 alike), shadow copies left out (their answers reach nobody). Counts come from the trace facts the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from lockgate.alerts.judge import Condition, Reading, WindowCounts, judge_burn_rate, judge_threshold
 from lockgate.config.alerts import BurnRateRule, Price, ThresholdRule
+from lockgate.observe.windows import LiveWindows
 from lockgate.rollout.analysis import p95
 from lockgate.store import ReleaseWindow, Store
 
@@ -23,10 +25,12 @@ NO_CONFIDENCE = "traces carry no confidence score (no guard records one yet)"
 CONFIDENCE_SAMPLE = 2000
 
 
-def evaluate(store: Store, rule: ThresholdRule | BurnRateRule, now: float) -> Condition:
+def evaluate(store: Store, rule: ThresholdRule | BurnRateRule, now: float, *,
+             windows: LiveWindows | None = None) -> Condition:
+    source: LiveWindows = windows if windows is not None else store
     if isinstance(rule, BurnRateRule):
-        return judge_burn_rate(rule, burn_counts(store, rule, now))
-    return judge_threshold(rule, read_threshold(store, rule, now))
+        return judge_burn_rate(rule, burn_counts(source, rule, now))
+    return judge_threshold(rule, read_threshold(store, source, rule, now))
 
 
 def served(windows: list[ReleaseWindow]) -> list[ReleaseWindow]:
@@ -43,17 +47,17 @@ def bad_of(window: ReleaseWindow, metric: str) -> int:
     raise ValueError(f"{metric} is not a rate of requests")
 
 
-def counts(store: Store, route: str, metric: str, since: float, until: float) -> WindowCounts:
-    windows = served(store.release_window(route, since, until, with_latencies=False))
+def counts(source: LiveWindows, route: str, metric: str, since: float, until: float) -> WindowCounts:
+    windows = served(source.release_window(route, since, until, with_latencies=False))
     return WindowCounts(until - since, sum(bad_of(w, metric) for w in windows), sum(w.requests for w in windows))
 
 
-def burn_counts(store: Store, rule: BurnRateRule, now: float) -> dict[float, WindowCounts]:
+def burn_counts(source: LiveWindows, rule: BurnRateRule, now: float) -> dict[float, WindowCounts]:
     lengths = {length for pair in rule.windows for length in (pair.long_s, pair.short_s)}
-    return {length: counts(store, rule.route, rule.slo.metric, now - length, now) for length in lengths}
+    return {length: counts(source, rule.route, rule.slo.metric, now - length, now) for length in lengths}
 
 
-def read_threshold(store: Store, rule: ThresholdRule, now: float) -> Reading:
+def read_threshold(store: Store, source: LiveWindows, rule: ThresholdRule, now: float) -> Reading:
     since = now - rule.window_s
     metric = rule.metric
     if metric == "mean_confidence":
@@ -63,8 +67,8 @@ def read_threshold(store: Store, rule: ThresholdRule, now: float) -> Reading:
         negative = sum(s.negative for s in store.feedback_summary(rule.route, since))
         return Reading(float(negative), negative)
     if metric == "cost_ratio":
-        return _cost_ratio(store, rule, now)
-    windows = served(store.release_window(rule.route, since, now, with_latencies=metric == "p95_latency_ms"))
+        return _cost_ratio(source, rule, now)
+    windows = served(source.release_window(rule.route, since, now, with_latencies=metric == "p95_latency_ms"))
     requests = sum(w.requests for w in windows)
     if metric == "p95_latency_ms":
         latencies = [ms for w in windows for ms in w.latencies_ms]
@@ -83,11 +87,11 @@ def cost_of(windows: list[ReleaseWindow], price: Price | None) -> float:
                for w in windows) / 1000
 
 
-def _cost_ratio(store: Store, rule: ThresholdRule, now: float) -> Reading:
+def _cost_ratio(source: LiveWindows, rule: ThresholdRule, now: float) -> Reading:
     """Spend per second (or per request) over the window, against the `baseline_s` just before it."""
     start = now - rule.window_s
-    current = served(store.release_window(rule.route, start, now, with_latencies=False))
-    baseline = served(store.release_window(rule.route, start - rule.baseline_s, start, with_latencies=False))
+    current = served(source.release_window(rule.route, start, now, with_latencies=False))
+    baseline = served(source.release_window(rule.route, start - rule.baseline_s, start, with_latencies=False))
     n_now, n_base = sum(w.requests for w in current), sum(w.requests for w in baseline)
     if n_now < rule.min_samples or n_base < rule.min_samples:
         return Reading(None, n_now, f"{n_now} requests in the window and {n_base} in the baseline, "

@@ -26,10 +26,26 @@ def store_or_exit(ctx: click.Context) -> Store:
     settings = settings_of(ctx)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return open_store(settings)
+        store = open_store(settings)
     except StoreUnavailable as exc:
         click.echo(f"error: cannot open the store in {settings.data_dir}: {exc}", err=True)
         sys.exit(2)
+    _announce_changes(settings)
+    return store
+
+
+def _announce_changes(settings: Settings) -> None:
+    """A command that changes a route's state (rollback, kill switch...) tells every replica through Redis
+    when the configuration names one (without a loadable configuration, replicas see it at their next poll)."""
+    from lockgate.cluster.changes import install_announcer
+    from lockgate.cluster.connection import redis_target
+    from lockgate.gateway.runtime import load_settings_config
+
+    try:
+        config = load_settings_config(settings)
+    except ConfigError:
+        return
+    install_announcer(redis_target(settings, config))
 
 
 def config_or_exit(ctx: click.Context) -> LockgateConfig:

@@ -56,6 +56,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     import uvicorn
 
     from lockgate.audit.actions import record_config_loaded
+    from lockgate.cluster.changes import install_announcer
+    from lockgate.cluster.connection import redis_target
+    from lockgate.cluster.live import live_windows
     from lockgate.control.commands import reconcile, state_of
     from lockgate.drift.monitor import start_drift_monitor
     from lockgate.gateway.runtime import load_settings_config, open_store, register_releases
@@ -76,6 +79,8 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
         sys.exit(2)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
+    redis = redis_target(settings, config)
+    install_announcer(redis)  # reconciling may change a route's state: replicas hear of it at once
     registry = register_releases(config, store, actor=_actor(ctx))  # once, here, before workers race to do it
     record_config_loaded(store, config, str(settings.config_path or "<embedded demo.yaml>"), _actor(ctx))
     install_secret(settings.data_dir)  # created here, once, rather than by racing workers
@@ -124,13 +129,15 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
                           housekeeping=RetentionSweeper(store, config))
     loader.start()
     # Rollouts advance here too, next to the traces they are judged on.
+    from lockgate.rollout.analysis import Analyzer
     from lockgate.rollout.controller import RolloutController
 
-    controller = RolloutController(store, list(config.routes))
+    windows = live_windows(store, redis)  # Redis's live counters when configured, else the loaded traces
+    controller = RolloutController(store, list(config.routes), analyzer=Analyzer(store, windows=windows))
     controller.start()
     from lockgate.alerts.evaluator import build_alert_evaluator
 
-    alerts = build_alert_evaluator(store, config)  # and alerts, on the same traces
+    alerts = build_alert_evaluator(store, config, windows=windows)  # and alerts, on the same traffic
     if alerts is not None:
         alerts.start()
     try:

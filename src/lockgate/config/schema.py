@@ -250,11 +250,41 @@ class TelemetryConfig(Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=60, description="Per export request.")
 
 
+class RedisConfig(Strict):
+    """What several replicas share through Redis (lockgate.cluster): rate limits, live counters and route
+    change notices. Off unless a URL is set here or in LOCKGATE_REDIS_URL (which wins); one machine needs none."""
+
+    url: str | None = Field(
+        default=None, description="redis://[:password@]host:6379/0, rediss:// for TLS, or unix:///path.sock. None: off."
+    )
+    on_failure: Literal["open", "closed"] = Field(
+        default="open", description="When Redis cannot answer a rate-limit decision: `open` lets the request "
+        "through (counted in lockgate_ratelimit_errors_total), `closed` refuses it with a 503.",
+    )
+    prefix: str = Field(default="lockgate", pattern=NAME_PATTERN,
+                        description="Start of every key and channel name: gateways sharing a prefix share limits.")
+    timeout_ms: int = Field(default=100, ge=5, le=5000, description="Per Redis call on the request path.")
+    live_bucket_s: int = Field(default=1, ge=1, le=60, description="Live counters' time resolution.")
+    live_retention_s: int = Field(
+        default=3600, ge=60, le=86_400,
+        description="Live counters are kept this long; longer windows are read from the trace store.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("a Redis URL starts with redis://, rediss:// (TLS) or unix://, "
+                             "e.g. redis://127.0.0.1:6379/0")
+        return v
+
+
 class LockgateConfig(Strict):
     version: Literal[1] = 1
     server: ServerConfig = ServerConfig()
     tracing: TracingConfig = TracingConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    redis: RedisConfig = RedisConfig()
     backends: dict[Annotated[str, Field(pattern=NAME_PATTERN)], BackendConfig]
     routes: dict[Annotated[str, Field(pattern=NAME_PATTERN)], RouteConfig]
     alerts: AlertRules = Field(default=(), description="Alert rules (lockgate.config.alerts, docs/alerts.md).")

@@ -3,7 +3,8 @@ CLI and the admin API.
 
 Each change reads the route's state, applies a pure transition, writes it back with
 compare-and-set (retrying if the controller or another operator wrote in between), and appends the
-transition's events to the audit log. Workers pick the new state up within a fraction of a second.
+transition's events to the audit log. Workers pick the new state up within a fraction of a second:
+at once where Redis carries the change notice (lockgate.cluster.changes), at their next poll otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lockgate.cluster import changes
 from lockgate.config import LockgateConfig
 from lockgate.control.state import Experiment, KillSwitch, RouteState
 from lockgate.releases import parse_release_id
@@ -63,6 +65,7 @@ def update_state(store: Store, route: str, change: Callable[[RouteState | None],
         if new == current:
             return new
         if store.put_route_state(route, new.to_json(), revision):
+            changes.announce(route, revision + 1)  # before the audit records: serving the change comes first
             for event in events:
                 store.append_audit(actor, event.action, route, {"reason": event.reason, **event.details})
             return new

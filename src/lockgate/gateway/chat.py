@@ -33,7 +33,7 @@ from lockgate.errors import (
 from lockgate.gateway import guarding, responses
 from lockgate.gateway.headers import request_id_from
 from lockgate.gateway.openai_types import ChatRequest, parse_chat_request
-from lockgate.gateway.ratelimit import Charge, retry_after_header
+from lockgate.gateway.ratelimit import Charge, refuse_if_unavailable, retry_after_header
 from lockgate.gateway.resilience import CallLog
 from lockgate.gateway.runtime import Runtime, ServingRelease
 from lockgate.guards.base import Action
@@ -110,7 +110,7 @@ async def handle_chat(request: Request, rt: Runtime) -> Response:
         state.assignment = _assign(state.chat, request, state.request_id, rt)
         state.release = rt.release_for(state.chat.model, state.assignment.version or rt.route_state(
             state.chat.model).stable)
-        _check_rate_limits(state, rt)
+        await _check_rate_limits(state, rt)
         if state.static_answer:
             return _static_answer(state, rt)
         release = state.release
@@ -293,11 +293,12 @@ def _limits(state: RequestState, rt: Runtime, *, prompt_cost: float, token_cost:
     return [Charge(bucket, cost, limit, what) for bucket, cost, limit, what in candidates if limit]
 
 
-def _check_rate_limits(state: RequestState, rt: Runtime) -> None:
+async def _check_rate_limits(state: RequestState, rt: Runtime) -> None:
     assert state.chat is not None
-    decision = rt.rate_limiter.acquire_all(
+    decision = await rt.rate_limiter.acquire_all(
         _limits(state, rt, prompt_cost=1, token_cost=_estimate_prompt_tokens(state.chat))
     )
+    refuse_if_unavailable(decision)
     if not decision.allowed:
         refused = decision.refused_by
         assert refused is not None
@@ -310,13 +311,14 @@ def _check_rate_limits(state: RequestState, rt: Runtime) -> None:
 
 
 def _charge_tokens(state: RequestState, rt: Runtime) -> None:
-    """Token limits are checked on an estimate up front and settled on the real count afterwards."""
+    """Token limits are checked on an estimate up front and settled on the real count afterwards, in the
+    background: the answer is ready and must not wait on the limiter."""
     if state.chat is None or state.release is None:
         return
     extra = state.prompt_tokens + state.completion_tokens - _estimate_prompt_tokens(state.chat)
     if extra > 0:
         token_charges = [c for c in _limits(state, rt, prompt_cost=0, token_cost=extra) if c.bucket.endswith(":tok")]
-        rt.rate_limiter.charge_all(token_charges)
+        rt.in_background(rt.rate_limiter.charge_all(token_charges))
 
 
 def _estimate_prompt_tokens(chat: ChatRequest) -> int:
@@ -561,6 +563,8 @@ def _record(state: RequestState, rt: Runtime, *, status: int, outcome: str, erro
     trace.update(_content(state, rt))
     rt.trace_content.scrub(trace)
     rt.journal.append(trace)
+    if rt.live is not None:
+        rt.live.record(trace)  # shared live counters (Redis): an in-memory tally here, written in the background
     if rt.telemetry is not None:
         rt.telemetry.export(trace, parent=state.trace_context, call=state.call)
 

@@ -23,7 +23,7 @@ from lockgate.feedback.submission import (
     parse_feedback,
 )
 from lockgate.gateway.chat import _authenticate, _read_body  # one way to read and authenticate a request
-from lockgate.gateway.ratelimit import Charge, retry_after_header
+from lockgate.gateway.ratelimit import Charge, refuse_if_unavailable, retry_after_header
 from lockgate.gateway.runtime import Runtime
 from lockgate.store import ApiKeyRecord
 
@@ -39,7 +39,7 @@ async def handle_feedback(request: Request, rt: Runtime) -> Response:
             "characters. Shorten the comment."
         ) from None
     key = _authenticate(request, rt)
-    _check_rate_limit(key, rt)
+    await _check_rate_limit(key, rt)
     submission = parse_feedback(body)
     feedback_id, now = new_feedback_id(), time.time()
     rt.journal.append(feedback_record(submission, feedback_id=feedback_id, key_id=key.key_id if key else None, ts=now,
@@ -58,7 +58,7 @@ async def handle_feedback(request: Request, rt: Runtime) -> Response:
     )
 
 
-def _check_rate_limit(key: ApiKeyRecord | None, rt: Runtime) -> None:
+async def _check_rate_limit(key: ApiKeyRecord | None, rt: Runtime) -> None:
     """Feedback has its own bucket per key, at the key's request rate: rating answers must not eat
     into the quota for getting them, and a flood of ratings is still refused."""
     if key is None:
@@ -66,9 +66,10 @@ def _check_rate_limit(key: ApiKeyRecord | None, rt: Runtime) -> None:
     per_minute = key.requests_per_minute or rt.config.server.default_key_rate_limit.requests_per_minute
     if not per_minute:
         return
-    decision = rt.rate_limiter.acquire_all(
+    decision = await rt.rate_limiter.acquire_all(
         [Charge(f"key:{key.key_id}:feedback", 1, per_minute, "feedback requests per minute for this API key")]
     )
+    refuse_if_unavailable(decision)
     if not decision.allowed:
         wait = retry_after_header(decision.retry_after_s)
         raise RateLimited(

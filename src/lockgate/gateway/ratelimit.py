@@ -1,11 +1,12 @@
-"""Per-minute request and token limits, shared by every worker process on the machine.
+"""Per-minute request and token limits, shared by every worker process on the machine (SQLite) or by
+every replica (Redis, lockgate.cluster.ratelimit): one `RateLimiter` interface, two implementations.
 
 The algorithm is GCRA (the generic cell rate algorithm): one number per key, the theoretical
 arrival time (TAT). A request of cost `c` under a limit of `L` per minute moves the TAT forward by
 `c * 60 / L` seconds and is allowed while the TAT stays within one minute of now, so a full minute's
 allowance may be spent in a burst and refills smoothly.
 
-The state lives in a small SQLite file beside the data (not in the main database), updated in one
+Without Redis, the state lives in a small SQLite file beside the data (not in the main database), updated in one
 IMMEDIATE transaction per decision, so several worker processes enforce one limit together. Each
 decision costs tens of microseconds and never waits on the network.
 
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 WINDOW_S = 60.0
 BUSY_TIMEOUT_S = 0.5
@@ -45,9 +47,26 @@ class Decision:
     allowed: bool
     retry_after_s: float = 0.0
     refused_by: Charge | None = None
+    unavailable: bool = False  # refused because the limiter could not decide (Redis down, `on_failure: closed`)
 
 
-class RateLimiter:
+class RateLimiter(Protocol):
+    """Asynchronous because the Redis implementation waits on the network, on the request's event loop."""
+
+    async def acquire_all(self, charges: list[Charge]) -> Decision:
+        """All or nothing: takes every charge if every limit allows it, none otherwise.
+
+        One atomic step for all of a request's buckets (key and route, requests and tokens), so a
+        request refused by one limit costs nothing against the others.
+        """
+        ...
+
+    async def charge_all(self, charges: list[Charge]) -> None:
+        """Adds costs known only afterwards (tokens generated); may push buckets into debt."""
+        ...
+
+
+class SqliteRateLimiter:
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._path = Path(path)
         self._clock = clock
@@ -66,24 +85,15 @@ class RateLimiter:
             self._local.conn = conn
         return conn
 
-    def acquire(self, bucket: str, *, cost: float, per_minute: int) -> Decision:
-        """Takes `cost` from one bucket if its limit allows it; otherwise says when to retry."""
-        return self.acquire_all([Charge(bucket, cost, per_minute)])
-
-    def acquire_all(self, charges: list[Charge]) -> Decision:
-        """All or nothing: takes every charge if every limit allows it, none otherwise.
-
-        One transaction for all of a request's buckets (key and route, requests and tokens), so a
-        request refused by one limit costs nothing against the others.
-        """
+    async def acquire_all(self, charges: list[Charge]) -> Decision:
+        # Called on the event loop directly: one local transaction of microseconds costs less than a thread hop.
         try:
             return self._acquire_all(charges)
         except sqlite3.Error as exc:
             self._failed(exc)
             return Decision(True)
 
-    def charge_all(self, charges: list[Charge]) -> None:
-        """Adds costs known only afterwards (tokens generated); may push buckets into debt."""
+    async def charge_all(self, charges: list[Charge]) -> None:
         try:
             self._charge_all(charges)
         except sqlite3.Error as exc:
@@ -154,3 +164,16 @@ def _enable_wal(conn: sqlite3.Connection, *, attempts: int = 200) -> None:
 
 def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
+
+
+def refuse_if_unavailable(decision: Decision) -> None:
+    """A limiter that could not decide, set to fail closed: a 503 that says so, not a misleading 429."""
+    if decision.unavailable:
+        from lockgate.errors import RateLimiterUnavailable
+
+        raise RateLimiterUnavailable(
+            "The rate limiter is unavailable (its Redis did not answer), and this gateway refuses requests it "
+            "cannot rate-limit (redis.on_failure: closed). Retry shortly; operators: check Redis, or set "
+            "redis.on_failure: open to let requests through while it is down.",
+            headers={"retry-after": retry_after_header(decision.retry_after_s)},
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +15,17 @@ from lockgate.auth.keys import KeyRing
 from lockgate.backends.base import Backend
 from lockgate.backends.http import HttpBackend
 from lockgate.backends.llama_cpp import LlamaCppBackend, default_threads
+from lockgate.cluster.changes import follow_route_changes, install_announcer
+from lockgate.cluster.connection import redis_target
+from lockgate.cluster.live import LiveCounters, live_windows
+from lockgate.cluster.ratelimit import RedisRateLimiter
 from lockgate.config import LockgateConfig, ReleaseSpec, RouteConfig, load_config, load_default_config
 from lockgate.config.schema import HttpBackendConfig
 from lockgate.control.cache import ControlCache
 from lockgate.control.state import RouteState
 from lockgate.drift.publish import drift_collectors
 from lockgate.gateway.circuit import CircuitBreaker
-from lockgate.gateway.ratelimit import RateLimiter
+from lockgate.gateway.ratelimit import RateLimiter, SqliteRateLimiter
 from lockgate.gateway.resilience import ReleaseCaller, chain_of
 from lockgate.gateway.shadow import ShadowRunner
 from lockgate.guards.pipeline import GuardSet
@@ -33,6 +37,7 @@ from lockgate.privacy.content import TraceContent
 from lockgate.privacy.pseudonym import Pseudonyms
 from lockgate.privacy.secret import install_secret
 from lockgate.retrieval import Retriever
+from lockgate.rollout.analysis import Analyzer
 from lockgate.rollout.controller import RolloutController
 from lockgate.settings import Settings
 from lockgate.store import ReleaseRecord, SqliteStore, Store, StoreUnavailable
@@ -85,7 +90,12 @@ class Runtime:
         self.config = config
         self.store = store
         self.keys = KeyRing(store)
-        self.rate_limiter = RateLimiter(settings.ratelimit_path)
+        # With Redis, limits, live counters and route change notices are shared by every replica (lockgate.cluster).
+        self.redis = redis_target(settings, config)
+        install_announcer(self.redis)
+        self.rate_limiter: RateLimiter = (RedisRateLimiter(self.redis) if self.redis is not None
+                                          else SqliteRateLimiter(settings.ratelimit_path))
+        self.live = LiveCounters(self.redis) if self.redis is not None else None
         secret = install_secret(settings.data_dir)
         self.pseudonyms = Pseudonyms(secret)
         self.trace_content = TraceContent(secret)
@@ -126,12 +136,16 @@ class Runtime:
             self.control.refresh()
             self._load_referenced_releases()
         run_controller = workers == 1 and follow_route_state if run_controller is None else run_controller
-        self.controller = RolloutController(store, list(config.routes)) if run_controller else None
-        self.alerts = build_alert_evaluator(store, config) if run_controller else None  # next to the rollouts
+        windows = live_windows(store, self.redis)
+        self.controller = (RolloutController(store, list(config.routes), analyzer=Analyzer(store, windows=windows))
+                           if run_controller else None)
+        # Next to the rollouts.
+        self.alerts = build_alert_evaluator(store, config, windows=windows) if run_controller else None
         self.shadows = ShadowRunner(self)
         # Scores computed elsewhere (the drift monitor of `lockgate serve`), shown on this process's /metrics.
         self.metric_collectors = drift_collectors(settings, config)
         self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
         self._guard_sets: dict[str, GuardSet] = {}
         self._retrievers: dict[str, Retriever] = {}
         for route_name in config.routes:
@@ -193,6 +207,24 @@ class Runtime:
             await asyncio.sleep(self.control.refresh_interval_s)
             await asyncio.to_thread(self._refresh_control)
 
+    async def _route_changed(self, route: str, revision: int) -> None:
+        """A change announced through Redis: read that route now rather than at the next poll."""
+        if revision > self.control.revision(route):
+            await asyncio.to_thread(self._refresh_route, route)
+
+    def _refresh_route(self, route: str) -> None:
+        if self.control.refresh_route(route):
+            self._load_referenced_releases()
+
+    async def _refresh_all(self) -> None:
+        await asyncio.to_thread(self._refresh_control)
+
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Runs `work` after the response: kept referenced until done (the loop holds tasks only weakly)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def guards_for(self, release: ServingRelease) -> GuardSet:
         """Built once per release: guard objects hold compiled patterns and loaded models."""
         guards = self._guard_sets.get(release.release_id)
@@ -228,6 +260,11 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self.keys.run_refresher()))
         if self.follow_route_state:
             self._tasks.append(asyncio.create_task(self._run_control_refresher()))
+            if self.redis is not None:
+                self._tasks.append(asyncio.create_task(follow_route_changes(
+                    self.redis, on_change=self._route_changed, on_subscribed=self._refresh_all)))
+        if self.live is not None:
+            self._tasks.append(asyncio.create_task(self.live.run_flusher()))
         if self.controller is not None:
             self.controller.start()
         if self.alerts is not None:
@@ -242,6 +279,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.shadows.drain()
         if self.controller is not None:
             await asyncio.to_thread(self.controller.stop)

@@ -58,7 +58,8 @@ GUARD_DURATION = Histogram(
     buckets=OVERHEAD_BUCKETS,
 )
 RATELIMIT_ERRORS = Counter(
-    "lockgate_ratelimit_errors_total", "Rate-limit decisions that failed and let the request through."
+    "lockgate_ratelimit_errors_total",
+    "Rate-limit decisions that failed (the request was let through or refused, as redis.on_failure says)."
 )
 TRACE_SPOOL_SEGMENTS = Gauge(
     "lockgate_trace_spool_segments", "Trace journal segments not yet in the store.", multiprocess_mode="max"

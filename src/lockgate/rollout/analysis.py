@@ -26,6 +26,7 @@ import numpy as np
 
 from lockgate.config.plans import RATE_METRICS, AbsoluteLimit, MetricCheck, RolloutPlan
 from lockgate.evals.assertions import evaluate
+from lockgate.observe.windows import LiveWindows
 from lockgate.rollout.verdicts import Verdict, combine
 from lockgate.store import ReleaseWindow, Store, StoreUnavailable
 
@@ -147,10 +148,13 @@ def feedback_counts(store: Store) -> CountsSource:
 
 
 class Analyzer:
-    """Reads the store's traces and ratings and measures a candidate against its stable release."""
+    """Reads traffic windows (`windows`: the store, or Redis's live counters), ratings and sampled traces
+    from the store, and measures a candidate against its stable release."""
 
-    def __init__(self, store: Store, *, feedback: CountsSource | None = None) -> None:
+    def __init__(self, store: Store, *, feedback: CountsSource | None = None,
+                 windows: LiveWindows | None = None) -> None:
         self.store = store
+        self.windows: LiveWindows = windows if windows is not None else store
         self.feedback = feedback if feedback is not None else feedback_counts(store)
         self._live_results: dict[tuple[str, int], bool] = {}  # (trace id, check index) -> passed
 
@@ -159,7 +163,7 @@ class Analyzer:
         """Shadow steps compare the candidate's shadow answers with what stable served."""
         checks = tuple(checks) if checks is not None else plan.checks
         try:
-            windows = self.store.release_window(route, since, until)
+            windows = self.windows.release_window(route, since, until)
             cand = _pick(windows, f"{route}@{candidate}", shadow)
             stab = _pick(windows, f"{route}@{stable}", False)
             sparse_min = max(SPARSE_FLOOR, int(min_samples * SPARSE_SHARE))
@@ -240,7 +244,7 @@ class Analyzer:
         the same candidate must not judge this one)."""
         found = []
         for limit in limits:
-            windows = self.store.release_window(route, max(since, now - limit.window_s), now + 1)
+            windows = self.windows.release_window(route, max(since, now - limit.window_s), now + 1)
             served = _pick(windows, f"{route}@{candidate}", False)
             w = served if served.requests else _pick(windows, f"{route}@{candidate}", True)
             if w.requests < limit.min_samples:
