@@ -68,11 +68,12 @@ class DriftMonitor:
         current_spec = WindowSpec(f"last:{drift.window_s:g}s", last_s=drift.window_s)
         current = load_window(current_spec, route=route, store=self.store, now=now, memo=self._memos[route])
         report = compare(route, reference, current, drift_settings(drift))
-        self._snapshot[route] = route_snapshot(report)
-        write_snapshot(self.path, self._snapshot)
+        # Logged before the scores are published: whoever sees a score on /metrics finds its log line too.
         if report.drifted:
             log.warning("drift on route %s (%s vs %s): %s", route, current.description, reference.description,
                         ", ".join(f"{f.name} {f.test.score:.3f}" for f in report.drifted if f.test))
+        self._snapshot[route] = route_snapshot(report)
+        write_snapshot(self.path, self._snapshot)
         return report
 
     def start(self) -> None:
