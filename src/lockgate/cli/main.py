@@ -449,17 +449,11 @@ def _names(value: str | None) -> list[str] | None:
 def redteam_command(ctx: click.Context, release_ref: str, seed: int, count: int, categories: str | None,
                     strategies: str | None, concurrency: int, max_asr: float, out_dir: str | None) -> None:
     """Attack a release through the gateway and rate it (exit 0 within --max-asr, 1 above, 2 error)."""
-    from lockgate.redteam.attacks import AttackError, generate
     from lockgate.redteam.report import summary_text, write_reports
     from lockgate.redteam.runner import run_redteam
 
-    try:
-        generate(seed, count, _names(categories), _names(strategies))  # bad arguments: exit 2 before anything loads
-    except AttackError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
     config = _config_or_exit(ctx)
-    try:
+    try:  # bad categories or strategies fail here too, before any model loads
         report = run_redteam(_settings(ctx), config, release_ref, seed=seed, count=count,
                              categories=_names(categories), strategies=_names(strategies),
                              concurrency=concurrency, max_asr=max_asr)
