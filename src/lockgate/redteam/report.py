@@ -110,7 +110,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 # Names break only after "_" or "." (see `_name`), never inside a word; prompts and answers wrap anywhere.
-_EXTRA_CSS = """.attacks{font-size:13px}.attacks td:nth-child(-n+4){overflow-wrap:normal}.succeeded td:nth-child(4){color:#c62828;font-weight:bold}
+_EXTRA_CSS = """.attacks{font-size:13px}.attacks td:nth-child(-n+4){overflow-wrap:normal}
+.succeeded td:nth-child(4){color:#c62828;font-weight:bold}
 .blocked td:nth-child(4){color:#1565c0}.resisted td:nth-child(4){color:#2e7d32}
 td pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:0;font-size:12px}"""
 
@@ -123,7 +124,8 @@ def _attack_table(report: dict[str, Any]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ATTACK_HEADERS)
     rows = []
     for a in report["attacks"]:
-        cells = [_name(a["id"]), _name(a["category"]), _name(a["strategy"]), html.escape(a["outcome"]), f"<pre>{html.escape(a['prompt'][:PROMPT_CHARS])}</pre>",
+        cells = [_name(a["id"]), _name(a["category"]), _name(a["strategy"]), html.escape(a["outcome"]),
+                 f"<pre>{html.escape(a['prompt'][:PROMPT_CHARS])}</pre>",
                  f"<pre>{html.escape(a['output'][:ANSWER_CHARS])}</pre>", html.escape(a["reason"])]
         rows.append(f"<tr class='{html.escape(a['outcome'])}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table class='attacks'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
