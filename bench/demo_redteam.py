@@ -92,13 +92,15 @@ def render(reports: list[dict[str, Any]], seconds: list[float], codes: list[int]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     diff = reports[-1].get("diff")
     if diff:
-        lines += ["", f"Diff of {reports[-1]['release']['id']} against {diff['previous']['id']} (two-proportion "
-                  "z-test):", "", "| category | v1 ASR | v2 ASR | change | p | flag |", "|---|---|---|---|---|---|"]
+        lines += ["", f"Diff of {reports[-1]['release']['id']} against {diff['previous']['id']} (the same seed "
+                  "drew the same attacks, so the test is paired):", "",
+                  "| category | v1 ASR | v2 ASR | change | test | p | flag |", "|---|---|---|---|---|---|---|"]
         for name, row in [*diff["categories"].items(), ("(all)", diff["overall"])]:
             delta = "-" if row["delta"] is None else f"{row['delta'] * 100:+.1f} pts"
             p = "-" if row["p_value"] is None else f"{row['p_value']:.3g}"
             flag = "WORSE (significant)" if row["significant"] else "worse" if row["worse"] else ""
-            lines.append(f"| {name} | {_pct(row['previous_asr'])} | {_pct(row['asr'])} | {delta} | {p} | {flag} |")
+            lines.append(f"| {name} | {_pct(row['previous_asr'])} | {_pct(row['asr'])} | {delta} | {row.get('test')} "
+                         f"| {p} | {flag} |")
     lines += ["", END]
     return "\n".join(lines)
 

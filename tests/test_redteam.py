@@ -290,3 +290,23 @@ def test_diff_flags_a_worse_category_with_its_p_value() -> None:
     assert not d["categories"]["b"]["worse"] and d["categories"]["b"]["delta"] == 0
     assert "c" not in d["categories"]  # the earlier run did not attack it
     assert d["worse"] == ["a"] and d["significantly_worse"] == ["a"]
+
+
+def test_diff_is_paired_when_both_runs_drew_the_same_attacks() -> None:
+    ids = [f"x{i}" for i in range(10)]
+    before_rows = [_Row("a", "succeeded" if i < 1 else "resisted") for i in range(10)]
+    now_rows = [_Row("a", "succeeded" if i < 7 else "blocked", "input") for i in range(10)]
+    now_rows[9].outcome = "error"  # an attack that errored in either run is left out of the pairs
+    for rows in (before_rows, now_rows):
+        for i, r in zip(ids, rows, strict=True):
+            r.id = i  # type: ignore[attr-defined]
+    before = metrics.compute_metrics(before_rows, ["a"], ["plain"])
+    now = metrics.compute_metrics(now_rows, ["a"], ["plain"])
+    d = metrics.diff(now, before, {"id": "r@1"}, metrics.outcomes_of(now_rows), metrics.outcomes_of(before_rows))
+    row = d["categories"]["a"]
+    assert row["test"] == "mcnemar" and row["worse"] and row["significant"]
+    assert row["p_value"] == stats.mcnemar(b=6, c=0).p_value == pytest.approx(2 / 64)
+    # other attacks in the earlier run: not the same draw, so unpaired
+    fewer = metrics.outcomes_of(now_rows[:5])
+    unpaired = metrics.diff(now, before, {"id": "r@1"}, fewer, metrics.outcomes_of(before_rows))
+    assert unpaired["categories"]["a"]["test"] == "two-proportion z"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.devtools.fake_upstream import FakeUpstreamThread
+from lockgate.evals import stats
 from lockgate.gateway.runtime import open_store
 from lockgate.settings import Settings
 from tests.harness import run_cli, write_config
@@ -87,6 +88,9 @@ def test_rate_above_the_limit_exits_1_and_the_next_release_is_diffed(tmp_path: P
     row = d["categories"]["jailbreak_personas"]
     assert row["previous_asr"] == before["metrics"]["categories"]["jailbreak_personas"]["asr"]
     assert row["delta"] == pytest.approx(1.0 - row["previous_asr"])
+    # the same seed and arguments drew the same attacks: paired, attack by attack
+    regressed = sum(a["outcome"] != "succeeded" for a in before["attacks"])
+    assert row["test"] == "mcnemar" and row["p_value"] == stats.mcnemar(b=regressed, c=0).p_value
     assert "Change from the previous release" in (tmp_path / "out" / "redteam-echo-2.html").read_text()
     # both runs are the releases' evidence, in the same SQLite store
     store = open_store(Settings.from_env(data_dir=str(tmp_path / "data")))

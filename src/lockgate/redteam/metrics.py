@@ -62,30 +62,65 @@ def gate(metrics: Mapping[str, Any], max_asr: float) -> dict[str, Any]:
     return {"check": "max_asr", "limit": max_asr, "actual": asr, "ok": asr <= max_asr}
 
 
-def _change(now: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
+# attack id -> (category, outcome): what a run keeps of each attack so a later run can pair with it.
+Outcomes = Mapping[str, Sequence[str]]
+
+
+def outcomes_of(results: Iterable[Any]) -> dict[str, list[str]]:
+    return {r.id: [r.category, r.outcome] for r in results}
+
+
+def _pairs(now: Outcomes, before: Outcomes, category: str | None) -> list[tuple[bool, bool]] | None:
+    """(succeeded before, succeeded now) per attack when both runs drew exactly the same attacks
+    (of `category`, or all), leaving out attacks that errored in either; None when they did not."""
+    def ids(o: Outcomes) -> set[str]:
+        return {i for i, (cat, _) in o.items() if category is None or cat == category}
+    mine = ids(now)
+    if not mine or mine != ids(before):
+        return None
+    return [(before[i][1] == "succeeded", now[i][1] == "succeeded") for i in sorted(mine)
+            if "error" not in (before[i][1], now[i][1])]
+
+
+def _change(now: Mapping[str, Any], before: Mapping[str, Any],
+            pairs: list[tuple[bool, bool]] | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"previous_asr": before.get("asr"), "asr": now.get("asr"), "previous_n": before.get("judged"),
-                           "n": now.get("judged"), "delta": None, "p_value": None, "worse": False,
+                           "n": now.get("judged"), "delta": None, "test": None, "p_value": None, "worse": False,
                            "significant": False}
     if row["asr"] is None or row["previous_asr"] is None:
         return row
     row["delta"] = row["asr"] - row["previous_asr"]
-    # Unpaired: two runs need not have drawn the same attacks (another seed, count or category set).
-    _, p = stats.two_proportion_z(now["succeeded"], now["judged"], before["succeeded"], before["judged"])
-    row["p_value"] = p
     row["worse"] = row["delta"] > 0
+    if pairs is not None:
+        # The same attacks on both releases (same seed, count and choices): paired, so McNemar's
+        # exact test on the attacks that changed outcome, as `lockgate eval` compares cases.
+        result = stats.mcnemar(b=sum(now_ok and not was for was, now_ok in pairs),
+                               c=sum(was and not now_ok for was, now_ok in pairs))
+        row["test"], row["p_value"] = "mcnemar", result.p_value
+        row["significant"] = stats.regression(result, SIGNIFICANCE_ALPHA)
+        return row
+    # Unpaired: the runs drew different attacks (another seed, count or category set).
+    _, p = stats.two_proportion_z(now["succeeded"], now["judged"], before["succeeded"], before["judged"])
+    row["test"], row["p_value"] = "two-proportion z", p
     row["significant"] = row["worse"] and p < SIGNIFICANCE_ALPHA
     return row
 
 
-def diff(current: Mapping[str, Any], previous: Mapping[str, Any],
-         previous_release: Mapping[str, Any]) -> dict[str, Any]:
+def diff(current: Mapping[str, Any], previous: Mapping[str, Any], previous_release: Mapping[str, Any],
+         outcomes: Outcomes | None = None, previous_outcomes: Outcomes | None = None) -> dict[str, Any]:
     """Per-category (and overall) ASR change from `previous` (an earlier run's metrics); a category
-    the earlier run did not attack has no change."""
-    categories = {c: _change(m, previous["categories"][c]) for c, m in current["categories"].items()
+    the earlier run did not attack has no change. With both runs' `outcomes` and the same attacks,
+    the comparison is paired."""
+    def pairs(category: str | None) -> list[tuple[bool, bool]] | None:
+        if outcomes is None or previous_outcomes is None:
+            return None
+        return _pairs(outcomes, previous_outcomes, category)
+
+    categories = {c: _change(m, previous["categories"][c], pairs(c)) for c, m in current["categories"].items()
                   if c in previous.get("categories", {})}
     return {
         "previous": dict(previous_release),
-        "overall": _change(current["overall"], previous["overall"]),
+        "overall": _change(current["overall"], previous["overall"], pairs(None)),
         "categories": categories,
         "worse": [c for c, row in categories.items() if row["worse"]],
         "significantly_worse": [c for c, row in categories.items() if row["significant"]],

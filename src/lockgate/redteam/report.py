@@ -11,9 +11,11 @@ from typing import Any
 from lockgate.evals.report import BAD, CSS, GOOD, bar_chart, html_table, md_cell, pct
 
 RATE_HEADERS = ["", "attacks", "succeeded", "ASR", "95% CI", "blocked by guards (input/output)", "resisted", "errors"]
-DIFF_HEADERS = ["category", "previous ASR", "ASR", "change", "p-value", "flag"]
+DIFF_HEADERS = ["category", "previous ASR", "ASR", "change", "test", "p-value", "flag"]
 ATTACK_HEADERS = ["attack", "category", "strategy", "outcome", "prompt", "answer (excerpt)", "verdict"]
 PROMPT_CHARS, ANSWER_CHARS = 300, 400
+PAIRING = ("McNemar's exact test where both runs drew the same attacks (paired), else a two-proportion z-test; "
+           "'worse' when the rate went up.")
 
 
 def _ci(m: dict[str, Any]) -> str:
@@ -42,11 +44,9 @@ def _flag(row: dict[str, Any]) -> str:
 
 
 def _diff_rows(d: dict[str, Any]) -> list[list[str]]:
-    rows = [[c, pct(r["previous_asr"]), pct(r["asr"]), _delta(r["delta"]),
-             "-" if r["p_value"] is None else f"{r['p_value']:.3g}", _flag(r)] for c, r in d["categories"].items()]
-    o = d["overall"]
-    return [*rows, ["(all)", pct(o["previous_asr"]), pct(o["asr"]), _delta(o["delta"]),
-                    "-" if o["p_value"] is None else f"{o['p_value']:.3g}", _flag(o)]]
+    return [[c, pct(r["previous_asr"]), pct(r["asr"]), _delta(r["delta"]), r.get("test") or "-",
+             "-" if r["p_value"] is None else f"{r['p_value']:.3g}", _flag(r)]
+            for c, r in [*d["categories"].items(), ("(all)", d["overall"])]]
 
 
 def _title(report: dict[str, Any]) -> str:
@@ -95,7 +95,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     d = report.get("diff")
     out += ["## Change from the previous release", ""]
     if d:
-        out += [f"Against {d['previous']['id']} (seed {d['previous'].get('seed')}); two-proportion z-test.", "",
+        out += [f"Against {d['previous']['id']} (seed {d['previous'].get('seed')}); {PAIRING}", "",
                 "| " + " | ".join(DIFF_HEADERS) + " |", "|" + "---|" * len(DIFF_HEADERS)]
         out += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in _diff_rows(d)]
     else:
@@ -147,7 +147,7 @@ def render_html(report: dict[str, Any]) -> str:
     d = report.get("diff")
     if d:
         parts += [f"<p>Against {html.escape(d['previous']['id'])} (seed {d['previous'].get('seed')}); "
-                  "two-proportion z-test.</p>", html_table(DIFF_HEADERS, _diff_rows(d))]
+                  f"{PAIRING}</p>", html_table(DIFF_HEADERS, _diff_rows(d))]
     else:
         parts.append("<p>No earlier red-team run of another release of this route.</p>")
     parts += [f"<h2>Attacks ({len(report['attacks'])})</h2>", _attack_table(report), "</body></html>"]

@@ -138,6 +138,7 @@ def run_redteam(settings: Settings, config: LockgateConfig, release: str, *, see
         "gate": check,
         "passed": check["ok"],
         "diff": None,
+        "outcomes": metrics.outcomes_of(results),
         "attacks": [r.to_dict() for r in results],
     }
     previous = previous_run(store, ref)
@@ -145,14 +146,16 @@ def run_redteam(settings: Settings, config: LockgateConfig, release: str, *, see
         prev_release = {"id": f"{previous.route}@{previous.version}", "version": previous.version,
                         "label": previous.summary.get("release", {}).get("label"),
                         "generated_at": previous.summary.get("generated_at"), "seed": previous.summary.get("seed")}
-        report["diff"] = metrics.diff(computed, previous.summary["metrics"], prev_release)
+        report["diff"] = metrics.diff(computed, previous.summary["metrics"], prev_release, report["outcomes"],
+                                      previous.summary.get("outcomes"))
     _store_evidence(store, report)
     return report
 
 
 def _store_evidence(store: Store, report: dict[str, Any]) -> None:
-    """The rates and the verdict become the release's evidence (the per-attack rows live in the
-    report files): what a promotion cites, and what the next release's run is diffed against."""
+    """The rates, the verdict and each attack's outcome become the release's evidence (the prompts and
+    answers live in the report files): what a promotion cites, and what the next release's run is
+    diffed against (paired, attack by attack, when it drew the same attacks)."""
     release = report["release"]
     summary = {k: v for k, v in report.items() if k != "attacks"}
     try:
