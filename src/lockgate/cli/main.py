@@ -16,6 +16,9 @@ from lockgate.cli.logging_setup import configure_logging
 from lockgate.cli.rollouts import register_rollout_commands
 from lockgate.config import ConfigError
 from lockgate.drift.cli import drift_command
+from lockgate.redteam.attacks import CATEGORIES
+from lockgate.redteam.metrics import DEFAULT_MAX_ASR
+from lockgate.redteam.strategies import STRATEGIES
 from lockgate.settings import Settings
 from lockgate.store import StoreUnavailable
 
@@ -424,6 +427,47 @@ def eval_command(ctx: click.Context, suite_path: str, release_ref: str, baseline
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     paths = write_reports(report, out_dir or os.path.join(".lockgate", "evals"))
+    click.echo(summary_text(report))
+    click.echo("reports: " + ", ".join(str(p) for p in paths.values()))
+    sys.exit(0 if report["passed"] else 1)
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [n.strip() for n in value.split(",") if n.strip()] if value else None
+
+
+@cli.command("redteam")
+@click.option("--release", "release_ref", required=True,
+              help="Release to attack: ROUTE@VERSION or ROUTE:LABEL (e.g. support-bot:v2).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same attacks.")
+@click.option("--attacks", "count", default=108, show_default=True, type=click.IntRange(min=1),
+              help="How many attacks, spread evenly over category x strategy.")
+@click.option("--categories", default=None,
+              help="Comma-separated categories (default all): " + ", ".join(CATEGORIES) + ".")
+@click.option("--strategies", default=None,
+              help="Comma-separated strategies (default all): " + ", ".join(STRATEGIES) + ".")
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Attacks in flight at once.")
+@click.option("--max-asr", default=DEFAULT_MAX_ASR, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Highest overall attack success rate that passes (0 to 1).")
+@click.option("--out", "out_dir", default=None, type=click.Path(),
+              help="Folder for the reports (default ./.lockgate/redteam/).")
+@click.pass_context
+def redteam_command(ctx: click.Context, release_ref: str, seed: int, count: int, categories: str | None,
+                    strategies: str | None, concurrency: int, max_asr: float, out_dir: str | None) -> None:
+    """Attack a release through the gateway and rate it (exit 0 within --max-asr, 1 above, 2 error)."""
+    from lockgate.redteam.report import summary_text, write_reports
+    from lockgate.redteam.runner import run_redteam
+
+    config = _config_or_exit(ctx)
+    try:  # bad categories or strategies fail here too, before any model loads
+        report = run_redteam(_settings(ctx), config, release_ref, seed=seed, count=count,
+                             categories=_names(categories), strategies=_names(strategies),
+                             concurrency=concurrency, max_asr=max_asr)
+    except Exception as exc:  # noqa: BLE001 - any setup failure is exit 2 with its message
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    paths = write_reports(report, out_dir or os.path.join(".lockgate", "redteam"))
     click.echo(summary_text(report))
     click.echo("reports: " + ", ".join(str(p) for p in paths.values()))
     sys.exit(0 if report["passed"] else 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
 
 
@@ -35,8 +35,8 @@ def slice_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def _metric_cells(m: dict[str, Any]) -> list[str]:
     lat = m["latency_ms"]
-    return [str(m["n"]), _pct(m["pass_rate"]), _ci(m), _pct(m["error_rate"]), _pct(m["refusal_rate_harmful"]),
-            _pct(m["refusal_rate_benign"]), _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"]), str(m["total_tokens"])]
+    return [str(m["n"]), pct(m["pass_rate"]), _ci(m), pct(m["error_rate"]), pct(m["refusal_rate_harmful"]),
+            pct(m["refusal_rate_benign"]), _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"]), str(m["total_tokens"])]
 
 
 HEADERS = ["slice", "n", "pass", "95% CI", "errors", "refusal (harmful)", "refusal (benign)",
@@ -72,7 +72,7 @@ def _why(case: dict[str, Any]) -> str:
     return "; ".join(a["error"] or a["reason"] for a in case["assertions"] if not a["passed"] or a["error"])
 
 
-def _md_cell(text: Any) -> str:
+def md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -80,7 +80,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     s, r = report["suite"], report["release"]
     out = [f"# Evaluation: {s['name']} v{s['version']} on {r['id']} ({r['label']})", "",
            f"**Verdict: {'PASS' if report['passed'] else 'FAIL'}** — {report['metrics']['passed']}/"
-           f"{report['metrics']['n']} cases passed ({_pct(report['metrics']['pass_rate'])}, 95% CI "
+           f"{report['metrics']['n']} cases passed ({pct(report['metrics']['pass_rate'])}, 95% CI "
            f"{_ci(report['metrics'])}).", ""]
     out += ["## Gate", "", "| check | actual | limit | result |", "|---|---|---|---|"]
     for c in report["gate"]:
@@ -88,7 +88,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                    f"{'ok' if c['ok'] else 'FAIL'}{' (' + c['note'] + ')' if c.get('note') else ''} |")
     out += ["", "## Slices", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for name, m in slice_rows(report):
-        out.append("| " + " | ".join([_md_cell(name), *_metric_cells(m)]) + " |")
+        out.append("| " + " | ".join([md_cell(name), *_metric_cells(m)]) + " |")
     if report.get("comparison"):
         c = report["comparison"]
         out += ["", f"## Baseline comparison (McNemar) vs {report['baseline']['id']}", "",
@@ -102,41 +102,48 @@ def render_markdown(report: dict[str, Any]) -> str:
     if fails:
         out += ["| case | input | output | expected | why |", "|---|---|---|---|---|"]
         for c in fails:
-            out.append(f"| {_md_cell(c['id'])} | {_md_cell(c['input'][:200])} | {_md_cell(c['output'][:300])} | "
-                       f"{_md_cell(c['expected'] or '-')} | {_md_cell(_why(c))} |")
+            out.append(f"| {md_cell(c['id'])} | {md_cell(c['input'][:200])} | {md_cell(c['output'][:300])} | "
+                       f"{md_cell(c['expected'] or '-')} | {md_cell(_why(c))} |")
     else:
         out.append("None.")
     return "\n".join(out) + "\n"
 
 
-def _bar_chart(report: dict[str, Any]) -> str:
-    rows = slice_rows(report)
-    bar_h, gap, label_w, chart_w = 22, 6, 160, 400
+def bar_chart(rows: list[tuple[str, float | None, str]], label: str) -> str:
+    """A horizontal bar per (name, rate in [0, 1] or None, colour): inline SVG, no script."""
+    bar_h, gap, label_w, chart_w = 22, 6, 200, 400
     height = len(rows) * (bar_h + gap) + gap
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + chart_w + 70}" height="{height}" '
-             'role="img" aria-label="pass rate per slice">']
-    for i, (name, m) in enumerate(rows):
+             f'role="img" aria-label="{html.escape(label)}">']
+    for i, (name, rate, color) in enumerate(rows):
         y = gap + i * (bar_h + gap)
-        rate = m["pass_rate"] or 0.0
-        w = rate * chart_w
-        color = "#2e7d32" if rate >= (report["suite"]["thresholds"].get("pass_rate") or 0) else "#c62828"
+        w = (rate or 0.0) * chart_w
         parts.append(f'<text x="{label_w - 8}" y="{y + bar_h * 0.7:.1f}" text-anchor="end" font-size="13">'
                      f'{html.escape(name)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y}" width="{chart_w}" height="{bar_h}" fill="#eee"/>')
         parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
         parts.append(f'<text x="{label_w + chart_w + 6}" y="{y + bar_h * 0.7:.1f}" font-size="13">'
-                     f'{_pct(m["pass_rate"])}</text>')
+                     f'{pct(rate)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+GOOD, BAD = "#2e7d32", "#c62828"
+
+
+def _bar_chart(report: dict[str, Any]) -> str:
+    floor = report["suite"]["thresholds"].get("pass_rate") or 0
+    return bar_chart([(name, m["pass_rate"], GOOD if (m["pass_rate"] or 0.0) >= floor else BAD)
+                      for name, m in slice_rows(report)], "pass rate per slice")
+
+
+def html_table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
 vertical-align:top}th{background:#f4f4f4}.pass{color:#2e7d32}.fail{color:#c62828}td{max-width:420px;
 overflow-wrap:anywhere}"""
@@ -147,24 +154,24 @@ def render_html(report: dict[str, Any]) -> str:
     verdict = "PASS" if report["passed"] else "FAIL"
     title = f"Evaluation: {s['name']} v{s['version']} on {r['id']} ({r['label']})"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p><strong class='{verdict.lower()}'>Verdict: {verdict}</strong> — {report['metrics']['passed']}/"
-             f"{report['metrics']['n']} cases passed ({_pct(report['metrics']['pass_rate'])}, 95% CI "
+             f"{report['metrics']['n']} cases passed ({pct(report['metrics']['pass_rate'])}, 95% CI "
              f"{_ci(report['metrics'])}).</p>", "<h2>Gate</h2>",
-             _table(["check", "actual", "limit", "result"],
+             html_table(["check", "actual", "limit", "result"],
                     [[c["check"], _val(c["actual"]), _val(c["limit"]), ("ok" if c["ok"] else "FAIL")
                       + (f" ({c['note']})" if c.get("note") else "")] for c in report["gate"]]),
              "<h2>Pass rate per slice</h2>", _bar_chart(report), "<h2>Slices</h2>",
-             _table(HEADERS, [[name, *_metric_cells(m)] for name, m in slice_rows(report)])]
+             html_table(HEADERS, [[name, *_metric_cells(m)] for name, m in slice_rows(report)])]
     if report.get("comparison"):
         c = report["comparison"]
         parts += [f"<h2>Baseline comparison (McNemar) vs {html.escape(report['baseline']['id'])}</h2>",
-                  _table(["paired", "regressed", "fixed", "p-value", "mid-p", "verdict"],
+                  html_table(["paired", "regressed", "fixed", "p-value", "mid-p", "verdict"],
                          [[str(c["paired_cases"]), str(c["regressions_b"]), str(c["fixes_c"]),
                            f"{c['p_value']:.4g}", f"{c['p_value_mid']:.4g}", c["verdict"]]])]
     fails = _failures(report)
     parts.append(f"<h2>Failures ({len(fails)})</h2>")
-    parts.append(_table(["case", "input", "output", "expected", "why"],
+    parts.append(html_table(["case", "input", "output", "expected", "why"],
                         [[c["id"], c["input"][:500], c["output"][:1000], c["expected"] or "-", _why(c)]
                          for c in fails]) if fails else "<p>None.</p>")
     parts.append("</body></html>")

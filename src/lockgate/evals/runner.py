@@ -1,8 +1,8 @@
 """Run an evaluation suite against a release through the real gateway pipeline, and judge it.
 
-`run_release` builds a `Runtime` from the configuration with the route's `serve` switched to the
-release under test, runs the ASGI app in-process (lifespan included, so backends and guards load)
-and POSTs every case to `/v1/chat/completions`, exactly as live traffic would arrive. `compute_metrics`
+`run_release` serves the release under test in process (`evals/serving.py`: a `Runtime` with the
+route's `serve` switched to it, lifespan included, so backends and guards load) and POSTs every case
+to `/v1/chat/completions`, exactly as live traffic would arrive. `compute_metrics`
 and `gate` turn the per-case results into the numbers and the verdict `lockgate eval` reports.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,20 +21,26 @@ import httpx
 from lockgate.config import LockgateConfig
 from lockgate.evals import refusals, stats
 from lockgate.evals.assertions import Similarity, split_type
+from lockgate.evals.serving import (
+    GUARD_ACTION_HEADER,
+    EvalSetupError,
+    ask,
+    config_for,
+    open_store_and_registry,
+    release_info,
+    resolve_release,
+    run_bounded,
+    serve,
+    stderr_progress,
+)
 from lockgate.evals.suite import Case, Suite
 from lockgate.gateway.runtime import ServingRelease
-from lockgate.releases import parse_release_id
 from lockgate.settings import Settings
-from lockgate.store import ReleaseRecord, Store
+from lockgate.store import Store
 
 log = logging.getLogger(__name__)
 
-GUARD_ACTION_HEADER = "x-lockgate-guard-action"
-REQUEST_TIMEOUT_S = 600.0
-
-
-class EvalSetupError(RuntimeError):
-    """The evaluation could not be set up (unknown release, bad configuration, backend not loadable)."""
+__all__ = ["EvalSetupError", "GUARD_ACTION_HEADER", "config_for", "resolve_release", "run_evaluation"]
 
 
 @dataclass
@@ -60,53 +65,6 @@ class CaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_release(config: LockgateConfig, registry: dict[str, dict[str, ReleaseRecord]],
-                    store: Store, ref: str) -> ServingRelease:
-    """`ROUTE@N` (a registered version) or `ROUTE:LABEL` (a label in the configuration)."""
-    if "@" in ref:
-        route = ref.partition("@")[0]
-        if route not in config.routes:
-            raise EvalSetupError(_unknown_route(config, route, ref))
-        parsed = parse_release_id(ref)
-        record = store.get_release(*parsed) if parsed else None
-        if record is None:
-            known = ", ".join(r.release_id for r in store.list_releases(route)) or "none"
-            raise EvalSetupError(f"no release {ref}; registered releases of {route!r}: {known} "
-                                 "(see `lockgate release list`)")
-        for label, spec in config.routes[route].releases.items():
-            if spec.content_hash() == record.content_hash:
-                return _serving(config, registry, route, label)
-        raise EvalSetupError(f"release {ref} ({record.label}) is no longer declared in the configuration with the "
-                             "same content, so it cannot be served; evaluate a release the configuration declares")
-    if ":" in ref:
-        route, _, label = ref.partition(":")
-        if route not in config.routes:
-            raise EvalSetupError(_unknown_route(config, route, ref))
-        if label not in config.routes[route].releases:
-            known = ", ".join(sorted(config.routes[route].releases))
-            raise EvalSetupError(f"route {route!r} has no release labelled {label!r} (labels: {known})")
-        return _serving(config, registry, route, label)
-    raise EvalSetupError(f"cannot read release {ref!r}: use ROUTE@VERSION (e.g. support-bot@2) or ROUTE:LABEL "
-                         "(e.g. support-bot:v2)")
-
-
-def _serving(
-    config: LockgateConfig, registry: dict[str, dict[str, ReleaseRecord]], route: str, label: str
-) -> ServingRelease:
-    return ServingRelease(route, label, config.routes[route].releases[label], registry[route][label])
-
-
-def _unknown_route(config: LockgateConfig, route: str, ref: str) -> str:
-    return f"release {ref!r}: no route {route!r} in the configuration (routes: {', '.join(sorted(config.routes))})"
-
-
-def config_for(config: LockgateConfig, ref: ServingRelease) -> LockgateConfig:
-    """The configuration with `ref` serving its route and no API key needed (in-process only)."""
-    route = config.routes[ref.route].model_copy(update={"serve": ref.label})
-    server = config.server.model_copy(update={"require_api_key": False})
-    return config.model_copy(update={"routes": {**config.routes, ref.route: route}, "server": server})
 
 
 def _last_user(case: Case) -> str:
@@ -147,102 +105,33 @@ async def _run_case(client: httpx.AsyncClient, suite: Suite, case: Case, route: 
     assert case.id is not None
     result = CaseResult(id=case.id, tags=list(case.tags), label=case.label, input=_last_user(case),
                         expected=case.expected)
-    payload = {"model": route, "messages": [m.model_dump() for m in case.messages or []]}
-    started = time.perf_counter()
-    try:
-        resp = await client.post("/v1/chat/completions", json=payload, timeout=REQUEST_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - any transport failure is this case's error
-        result.latency_ms = (time.perf_counter() - started) * 1000
-        result.error = f"request failed: {exc!r}"
+    answer = await ask(client, route, [m.model_dump() for m in case.messages or []])
+    for name in ("output", "latency_ms", "status", "guard_action", "finish_reason", "prompt_tokens",
+                 "completion_tokens", "total_tokens", "error"):
+        setattr(result, name, getattr(answer, name))
+    if answer.error is not None:
         return result
-    result.latency_ms = (time.perf_counter() - started) * 1000
-    result.status = resp.status_code
-    result.guard_action = resp.headers.get(GUARD_ACTION_HEADER)
-    withheld = refusals.withheld_by_guard(result.guard_action)
-    try:
-        body = resp.json()
-    except ValueError:
-        body = {}
-    if resp.status_code != 200:
-        message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
-        if not withheld:
-            result.error = f"HTTP {resp.status_code}: {message or resp.text[:300]}"
-            return result
-        # An input guard refused the request: a refusal (see evals/refusals.py), judged like an answer
-        # whose text is the gateway's message.
-        body = {"choices": [{"message": {"content": message or ""}, "finish_reason": "content_filter"}]}
-    try:
-        choice = body["choices"][0]
-        result.output = choice["message"].get("content") or ""
-        result.finish_reason = choice.get("finish_reason")
-        usage = body.get("usage") or {}
-        result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        result.completion_tokens = int(usage.get("completion_tokens") or 0)
-        result.total_tokens = int(usage.get("total_tokens") or result.prompt_tokens + result.completion_tokens)
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
-        result.error = f"unexpected response body ({exc!r}): {resp.text[:300]}"
-        return result
-    result.refused = refusals.is_refusal(result.output, withheld=withheld)
+    result.refused = refusals.is_refusal(result.output, withheld=answer.withheld)
     if similarity is None:
-        _judge(suite, case, result, None, withheld)
+        _judge(suite, case, result, None, answer.withheld)
     else:  # the encoder's forward pass would stall the event loop the gateway runs on
-        await asyncio.to_thread(_judge, suite, case, result, similarity, withheld)
+        await asyncio.to_thread(_judge, suite, case, result, similarity, answer.withheld)
     return result
 
 
 async def _serve_and_run(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ServingRelease,
                          concurrency: int, progress: Callable[[int, int], None],
                          similarity: Similarity | None) -> list[CaseResult]:
-    from lockgate.gateway.app import create_app
-    from lockgate.gateway.runtime import Runtime
-
-    try:
-        # The release under test, whatever a live rollout on the same store is doing.
-        runtime = Runtime(settings, config_for(config, ref), store, workers=1, follow_route_state=False,
-                          run_controller=False)
-    except Exception as exc:
-        raise EvalSetupError(f"cannot build the gateway for {ref.release_id}: {exc}") from exc
-    app = create_app(runtime)
-    async with app.router.lifespan_context(app):
-        for name, backend in runtime.serving_backends().items():
-            try:
-                await backend.start()
-            except Exception as exc:
-                raise EvalSetupError(f"backend {name!r} of {ref.release_id} failed to load: {exc}") from exc
-            if not backend.is_ready():
-                detail = getattr(backend, "load_error", None)
-                raise EvalSetupError(f"backend {name!r} of {ref.release_id} is not ready"
-                                     + (f": {detail}" if detail else ""))
-        sem = asyncio.Semaphore(max(1, concurrency))
-        done = 0
-        total = len(suite.cases)
-
-        async def one(case: Case) -> CaseResult:
-            nonlocal done
-            async with sem:
-                r = await _run_case(client, suite, case, ref.route, similarity)
-            done += 1
-            progress(done, total)
-            return r
-
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://lockgate") as client:
-            return list(await asyncio.gather(*(one(c) for c in suite.cases)))
-
-
-def stderr_progress(label: str) -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        end = "\n" if done == total else ""
-        sys.stderr.write(f"\reval {label}: {done}/{total}{end}")
-        sys.stderr.flush()
-    return show
+    async with serve(settings, config, store, ref) as client:
+        return await run_bounded(suite.cases, lambda case: _run_case(client, suite, case, ref.route, similarity),
+                                 concurrency, progress)
 
 
 def run_release(settings: Settings, config: LockgateConfig, store: Store, suite: Suite, ref: ServingRelease, *,
                 concurrency: int = 2, progress: Callable[[int, int], None] | None = None) -> list[CaseResult]:
     similarity = similarity_for(suite)  # before the backends load: a missing model fails fast
     return asyncio.run(_serve_and_run(settings, config, store, suite, ref, concurrency,
-                                      progress or stderr_progress(ref.release_id), similarity))
+                                      progress or stderr_progress("eval", ref.release_id), similarity))
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -332,22 +221,10 @@ def gate(suite: Suite, metrics: dict[str, Any], comparison: dict[str, Any] | Non
 # -- the whole evaluation -----------------------------------------------------------------------
 
 
-def _release_info(ref: ServingRelease) -> dict[str, Any]:
-    return {"id": ref.release_id, "route": ref.route, "label": ref.label, "version": ref.record.version,
-            "content_hash": ref.record.content_hash}
-
-
 def run_evaluation(settings: Settings, config: LockgateConfig, suite: Suite, release: str,
                    baseline: str | None = None, *, concurrency: int = 2) -> dict[str, Any]:
     """Run `suite` on `release` (and `baseline`) and return the full report. Raises EvalSetupError."""
-    from lockgate.gateway.runtime import open_store, register_releases
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        store = open_store(settings)
-    except Exception as exc:
-        raise EvalSetupError(f"cannot open the store in {settings.data_dir}: {exc}") from exc
-    registry = register_releases(config, store)
+    store, registry = open_store_and_registry(settings, config)
     candidate = resolve_release(config, registry, store, release)
     base_ref = resolve_release(config, registry, store, baseline) if baseline else None
     for ref in (candidate, base_ref):
@@ -362,7 +239,7 @@ def run_evaluation(settings: Settings, config: LockgateConfig, suite: Suite, rel
     report: dict[str, Any] = {
         "suite": {"name": suite.name, "version": suite.version, "route": suite.route, "risk": suite.risk,
                   "thresholds": suite.thresholds.model_dump(), "cases": len(suite.cases)},
-        "release": _release_info(candidate),
+        "release": release_info(candidate),
         "generated_at": time.time(),
         "metrics": metrics,
         "slices": metrics_by_slice(results),
@@ -371,7 +248,7 @@ def run_evaluation(settings: Settings, config: LockgateConfig, suite: Suite, rel
         "cases": [r.to_dict() for r in results],
     }
     if base_ref is not None and base_results is not None:
-        report["baseline"] = {**_release_info(base_ref), "metrics": compute_metrics(base_results),
+        report["baseline"] = {**release_info(base_ref), "metrics": compute_metrics(base_results),
                               "slices": metrics_by_slice(base_results),
                               "cases": [r.to_dict() for r in base_results]}
         report["comparison"] = comparison
