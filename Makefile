@@ -18,6 +18,8 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src/lockgate/config src/lockgate/guards src/lockgate/evals src/lockgate/releases src/lockgate/retrieval \
 		src/lockgate/gateway/resilience.py src/lockgate/gateway/circuit.py src/lockgate/gateway/ratelimit.py \
+		src/lockgate/gateway/chat.py src/lockgate/gateway/admission.py src/lockgate/gateway/streaming.py \
+		src/lockgate/gateway/recording.py src/lockgate/gateway/request_state.py src/lockgate/gateway/feedback.py \
 		src/lockgate/audit src/lockgate/privacy src/lockgate/observe/retention.py src/lockgate/control src/lockgate/rollout \
 		src/lockgate/alerts src/lockgate/incidents src/lockgate/cluster src/lockgate/observe/windows.py src/lockgate/redteam
 

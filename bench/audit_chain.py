@@ -48,7 +48,7 @@ WORDS = "the release gate closes when the water turns and opens again once the c
 
 
 def make_trace(rng: random.Random, ts: float) -> dict:
-    """Shaped like the gateway's traces (lockgate.gateway.chat._record) with full content: about 1.5 KB."""
+    """Shaped like the gateway's traces (lockgate.gateway.recording.record) with full content: about 1.5 KB."""
     prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60)))
     return {
         "trace_id": uuid.uuid4().hex, "ts": ts, "route": "support-bot", "release": "support-bot@2",

@@ -146,7 +146,7 @@ def in_process(sink: Sink, n: int, rate: float) -> dict[str, dict[str, float]]:
             if delay > 0:
                 time.sleep(delay)
             t0 = time.perf_counter()
-            if spans is not None:  # exactly what chat._record does
+            if spans is not None:  # exactly what recording.record does
                 spans.export(t, call=call)
             times.append(time.perf_counter() - t0)
         if spans is not None:
@@ -281,7 +281,7 @@ def report(args: argparse.Namespace, micro: dict[str, dict[str, float]], rows: l
         "",
         f"{args.micro} trace records (9 guard verdicts each, one of them a PII redaction) at {args.micro_rate:g} "
         "per second, each handed to "
-        "`RequestSpans.export` as `chat._record` does; the spans go over OTLP/HTTP to a sink in another process. "
+        "`RequestSpans.export` as `recording.record` does; the spans go over OTLP/HTTP to a sink in another process. "
         "*Wall* is the time one call takes (what a request waits); *CPU per request* is this process's CPU "
         "(all threads: the batch export thread serialising and sending is counted) divided by the requests; "
         "*extra* subtracts the same loop with telemetry off.",

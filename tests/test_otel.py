@@ -337,7 +337,7 @@ def test_a_bad_telemetry_section_is_refused_with_its_line(tmp_path, upstream):
 
 
 def a_trace(request_id: str = "req_in_process_1") -> dict[str, Any]:
-    """A trace record as `chat._record` writes it (the fields the span reads)."""
+    """A trace record as `recording.record` writes it (the fields the span reads)."""
     allow = {"action": "allow", "score": 0.0, "reason": "", "spans": []}
     return {
         "trace_id": request_id, "ts": time.time(), "route": "echo", "release": "echo@1", "key_id": "key_1",

@@ -22,7 +22,7 @@ from lockgate.feedback.submission import (
     new_feedback_id,
     parse_feedback,
 )
-from lockgate.gateway.chat import _authenticate, _read_body  # one way to read and authenticate a request
+from lockgate.gateway.admission import authenticate, read_body
 from lockgate.gateway.ratelimit import Charge, refuse_if_unavailable, retry_after_header
 from lockgate.gateway.runtime import Runtime
 from lockgate.store import ApiKeyRecord
@@ -32,13 +32,13 @@ JSON = "application/json"
 
 async def handle_feedback(request: Request, rt: Runtime) -> Response:
     try:
-        body = await _read_body(request, MAX_BODY_BYTES)
+        body = await read_body(request, MAX_BODY_BYTES)
     except PayloadTooLarge:
         raise PayloadTooLarge(
             f"The feedback body is larger than {MAX_BODY_BYTES} bytes: comments are limited to {MAX_COMMENT_CHARS} "
             "characters. Shorten the comment."
         ) from None
-    key = _authenticate(request, rt)
+    key = authenticate(request, rt)
     await _check_rate_limit(key, rt)
     submission = parse_feedback(body)
     feedback_id, now = new_feedback_id(), time.time()

@@ -11,7 +11,7 @@ encoding it (the OpenTelemetry encoder is Python), a few hundred microseconds pe
 on the shared 2-core test machine, and the export thread competes with the event loop for the GIL.
 `sample_ratio` is the lever: an unsampled request costs a tenth of a sampled one.
 
-The span is built where the trace record is (`lockgate.gateway.chat._record`), from the trace record
+The span is built where the trace record is (`lockgate.gateway.recording.record`), from the trace record
 itself, so the two never disagree:
 
 - name `chat {route}`, as the conventions ask (`{gen_ai.operation.name} {gen_ai.request.model}`), or
