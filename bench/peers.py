@@ -73,7 +73,8 @@ RATIO_RATE = 500  # the p99 ratio is taken at this load
 P99_LIMIT_MS = 50.0
 MAX_ERROR_SHARE = 0.01
 MIN_ACHIEVED = 0.95
-SEARCH_START, SEARCH_CAP, SEARCH_FLOOR, SEARCH_GRAIN = 100, 3200, 25, 25
+SEARCH_START, SEARCH_CAP, SEARCH_FLOOR, SEARCH_GRAIN = 100, 3200, 10, 25
+FINE_GRAIN = 5
 P99_FLOOR_MS = 0.1  # a p99 added below this (noise can make it ~0 or negative) counts as this in the ratio
 GOAL = 3.0
 WARMUP_RATE, WARMUP_S = 20, 4.0
@@ -95,7 +96,7 @@ LITELLM_MASTER_KEY = "sk-lockgate-bench-master"
 LITELLM_ENV = {"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "PYTHONPATH": ""}
 LITELLM_DEPS = ("litellm", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "aiohttp", "openai",
-                "pydantic", "orjson", "prisma")
+                "pydantic", "orjson")
 
 
 # -- pure parts: verdict, search, ratios ------------------------------------------------------------
@@ -125,9 +126,10 @@ def search_max_rate(passes: Callable[[int], bool], *, start: int = SEARCH_START,
     """The highest load for which `passes` holds, 0 if not even `floor`.
 
     Doubles from `start` while loads pass (up to `cap`); when `start` itself fails, halves down to
-    `floor`. Then bisects between the last pass and the first failure, on multiples of `grain`, until
-    they are within max(`grain`, 10% of the pass). Loads are tried in increasing order while doubling,
-    so an overloaded gateway is met once per bisection step, not at every step."""
+    `floor`. Then bisects between the last pass and the first failure until they are within 10% of
+    the pass, on multiples of `grain` (of 5 below 4 x `grain`, so a slow gateway is resolved as finely
+    as a fast one). Loads go up while doubling, so an overloaded gateway is met once per bisection
+    step, not at every step."""
     lo, hi = 0, 0
     rate = start
     while True:
@@ -140,24 +142,26 @@ def search_max_rate(passes: Callable[[int], bool], *, start: int = SEARCH_START,
             hi = rate
             break
     if lo == 0:
-        rate = hi // 2
+        rate = _on_grain(hi / 2, FINE_GRAIN)
         while rate >= floor:
             if passes(rate):
                 lo = rate
                 break
             hi = rate
-            rate //= 2
+            rate = _on_grain(rate / 2, FINE_GRAIN)
         if lo == 0:
             return 0
-    while hi - lo > max(grain, lo // 10):
-        mid = _on_grain((lo + hi) / 2, grain)
+    while True:
+        unit = grain if lo >= 4 * grain else FINE_GRAIN
+        if hi - lo <= max(unit, lo // 10):
+            return lo
+        mid = _on_grain((lo + hi) / 2, unit)
         if not lo < mid < hi:
-            break
+            return lo
         if passes(mid):
             lo = mid
         else:
             hi = mid
-    return lo
 
 
 def throughput_ratio(lockgate_rps: float, litellm_rps: float) -> float:
@@ -324,9 +328,16 @@ class Peers:
         log("  idle CPU (cores): " + ", ".join(f"{n} {c:.3f}" for n, c in self.idle_cpu.items()))
 
     def step(self, name: str, rate: int, **kw: Any) -> dict[str, Any]:
+        """One measured step; a gateway restarted after it (overloaded) is warmed again before the next,
+        so no step measures a cold start (LiteLLM's first requests after a start take seconds)."""
         if name == "direct":
             return self.any.step("direct", False, rate, **kw)
-        return self.gateways[name].step("lockgate", False, rate, label=name, **kw)
+        g = self.gateways[name]
+        restarts = len(g.restarts)
+        r = g.step("lockgate", False, rate, label=name, **kw)
+        if len(g.restarts) > restarts:
+            g.step("lockgate", False, WARMUP_RATE, duration=WARMUP_S, warmup=0.0, quiet=True, settle=False)
+        return r
 
     def warm_up(self) -> None:
         # Gently: LiteLLM's first requests take up to a second each (lazy imports and set-up in its
@@ -419,13 +430,14 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
         "",
         "## Summary",
         "",
-        "| gateway | max sustained req/s | p99 added at 500 req/s ms | RSS warm -> after memory phase MB |",
-        "|---|---:|---:|---|",
+        "| gateway | max sustained req/s | p99 added at 500 req/s ms | errors at 500 req/s | "
+        "RSS warm -> after memory phase MB |",
+        "|---|---:|---:|---|---|",
     ]
     for name in GATEWAYS:
         mem = p.memory[name]
         g500 = p.matrix[(name, RATIO_RATE)]
-        lines.append(f"| {name} | **{p.best[name]}** | **{fmt(added(g500, d_rate[RATIO_RATE], 99))}** | "
+        lines.append(f"| {name} | **{p.best[name]}** | **{fmt(added(g500, d_rate[RATIO_RATE], 99))}** | {errors_str(g500)} | "
                      f"{mem['before'] / MB:.0f} -> {mem['after'] / MB:.0f} |")
     lines += [
         "",
@@ -438,6 +450,7 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
         "",
         f"The last line printed (Lockgate with its default guards): `{summary}`",
         "",
+        *p99_caveat(p.matrix[("litellm", RATIO_RATE)]),
         f"## Added latency at {', '.join(map(str, MATRIX_RATES))} req/s (non-streaming)",
         "",
         "Added = gateway percentile - direct percentile at the same offered load, all measured in this run, one "
@@ -464,7 +477,9 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
         f"Sustained = achieved >= {MIN_ACHIEVED:.0%} of offered, errors < {MAX_ERROR_SHARE:.0%} of requests, "
         f"p99 (end to end, as the client sees it) < {P99_LIMIT_MS:g} ms. Search: doubling from "
         f"{args.search_start}/s (halving to {SEARCH_FLOOR}/s if that fails), then bisection on multiples of "
-        f"{SEARCH_GRAIN}/s until the last pass and the first failure are within 10% (or {SEARCH_GRAIN}/s). "
+        f"{SEARCH_GRAIN}/s ({FINE_GRAIN}/s below {4 * SEARCH_GRAIN}/s) until the last pass and the first failure "
+        f"are within 10% (or one multiple). A gateway restarted after an overloaded step is warmed again "
+        f"({WARMUP_RATE}/s for {WARMUP_S:g} s) before its next step. "
         + ("A failing load is measured once more and fails only if both runs fail (one noisy step on a shared "
            "2-core machine is not a verdict)." if not args.quick else "Quick mode: no re-runs."),
         "",
@@ -572,6 +587,17 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
     path.write_text("\n".join(lines))
 
 
+def p99_caveat(r: dict[str, Any]) -> list[str]:
+    """Percentiles cover answered requests only: say so when LiteLLM failed many at the ratio's load."""
+    attempted = r["ok"] + r["error_count"]
+    if not attempted or r["error_count"] / attempted < MAX_ERROR_SHARE:
+        return []
+    return [f"LiteLLM failed {r['error_count']:,} of {attempted:,} requests at {RATIO_RATE} req/s "
+            f"({errors_str(r)}; a request unanswered 3 s after the step's last send is a timeout). Latency "
+            "percentiles cover answered requests only, so its p99 there, and the p99 ratio, are lower bounds: "
+            "counting the failed requests as slow would only raise them.", ""]
+
+
 def git_rev() -> str:
     try:
         out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -665,7 +691,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     litellm_exe = ensure_litellm(args.litellm_home, args.litellm_version, with_prisma=bool(args.litellm_database_url))
-    versions = installed_versions(litellm_python(args.litellm_home), LITELLM_DEPS)
+    versions = installed_versions(litellm_python(args.litellm_home),
+                                  (*LITELLM_DEPS, "prisma") if args.litellm_database_url else LITELLM_DEPS)
     if args.setup:
         print(f"LiteLLM ready: {litellm_exe} ({', '.join(f'{k} {v}' for k, v in versions.items())})")
         return 0

@@ -70,13 +70,14 @@ def test_search_doubles_then_bisects_to_within_ten_percent() -> None:
 def test_search_below_start_halves_down() -> None:
     best, tried = run_search(60)
     assert tried[:2] == [100, 50]
-    assert best == 50  # between 50 (pass) and 100 (fail): 75 fails, and 50..75 is within 25
+    assert best == 60  # below 100 the bisection works in steps of 5: 75 fails, 60 passes, 70 and 65 fail
+    assert tried[2:] == [75, 60, 70, 65]
 
 
 def test_search_finds_nothing_when_even_the_floor_fails() -> None:
-    best, tried = run_search(10)
+    best, tried = run_search(9)
     assert best == 0
-    assert tried == [100, 50, 25]
+    assert tried == [100, 50, 25, 10]
 
 
 def test_search_stops_at_the_cap() -> None:
@@ -88,6 +89,8 @@ def test_search_stops_at_the_cap() -> None:
 def test_search_rates_stay_on_the_grain() -> None:
     _, tried = run_search(777)
     assert all(rate % 25 == 0 for rate in tried)
+    _, tried = run_search(33)
+    assert all(rate % 5 == 0 for rate in tried)
     assert len(tried) == len(set(tried))  # no load is tried twice
 
 
