@@ -437,7 +437,8 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
     for name in GATEWAYS:
         mem = p.memory[name]
         g500 = p.matrix[(name, RATIO_RATE)]
-        lines.append(f"| {name} | **{p.best[name]}** | **{fmt(added(g500, d_rate[RATIO_RATE], 99))}** | {errors_str(g500)} | "
+        p99_added = fmt(added(g500, d_rate[RATIO_RATE], 99))
+        lines.append(f"| {name} | **{p.best[name]}** | **{p99_added}** | {errors_str(g500)} | "
                      f"{mem['before'] / MB:.0f} -> {mem['after'] / MB:.0f} |")
     lines += [
         "",
