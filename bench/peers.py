@@ -77,7 +77,7 @@ SEARCH_START, SEARCH_CAP, SEARCH_FLOOR, SEARCH_GRAIN = 100, 3200, 10, 25
 FINE_GRAIN = 5
 P99_FLOOR_MS = 0.1  # a p99 added below this (noise can make it ~0 or negative) counts as this in the ratio
 GOAL = 3.0
-WARMUP_RATE, WARMUP_S = 20, 4.0
+WARMUP_RATES, WARMUP_S = (5, 20), 4.0
 GATEWAYS = ("lockgate-off", "lockgate-default", "litellm")
 HEADLINE = "lockgate-default"  # the ratios printed last compare Lockgate as shipped (default guards)
 
@@ -266,7 +266,14 @@ class LiteLLMGateway(Bench):
             if len(self.worker_pids) >= self.args.workers:
                 break
             time.sleep(0.2)
-        time.sleep(0.5)
+        # /health/liveliness answers as soon as one worker is up, while the others may still be
+        # importing (many seconds of CPU each): wait until the whole tree is idle.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            c0, t0 = cpu_seconds(self.gw_proc.pid), time.monotonic()
+            time.sleep(1.0)
+            if (cpu_seconds(self.gw_proc.pid) - c0) / (time.monotonic() - t0) < 0.1:
+                break
 
 
 def _cmdline(p: psutil.Process) -> str:
@@ -336,15 +343,26 @@ class Peers:
         restarts = len(g.restarts)
         r = g.step("lockgate", False, rate, label=name, **kw)
         if len(g.restarts) > restarts:
-            g.step("lockgate", False, WARMUP_RATE, duration=WARMUP_S, warmup=0.0, quiet=True, settle=False)
+            self.warm(name)
+        return r
+
+    def warm(self, name: str) -> dict[str, Any]:
+        """A few requests a second, then more (WARMUP_RATES): not measured, returns the last step."""
+        r: dict[str, Any] = {}
+        for rate in WARMUP_RATES:
+            if name == "direct":
+                r = self.any.step("direct", False, rate, duration=WARMUP_S, warmup=0.0, quiet=True)
+            else:
+                r = self.gateways[name].step("lockgate", False, rate, duration=WARMUP_S, warmup=0.0, quiet=True,
+                                             settle=False)
         return r
 
     def warm_up(self) -> None:
         # Gently: LiteLLM's first requests take up to a second each (lazy imports and set-up in its
         # workers), so a warm-up at 100/s would overload it and measure nothing but its cold start.
-        log(f"warm-up (not recorded): {WARMUP_RATE}/s for {WARMUP_S:g} s per target")
+        log(f"warm-up (not recorded): {' then '.join(map(str, WARMUP_RATES))}/s for {WARMUP_S:g} s each, per target")
         for name in ("direct", *GATEWAYS):
-            r = self.step(name, WARMUP_RATE, duration=WARMUP_S, warmup=0.0, quiet=True)
+            r = self.warm(name)
             if r["ok"] == 0 or r["error_count"] > 0.01 * r["ok"]:
                 g = self.gateways.get(name, self.any)
                 raise RuntimeError(f"warm-up against {name} failed: {r['errors']}; a request now gets: "
@@ -480,7 +498,7 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
         f"{args.search_start}/s (halving to {SEARCH_FLOOR}/s if that fails), then bisection on multiples of "
         f"{SEARCH_GRAIN}/s ({FINE_GRAIN}/s below {4 * SEARCH_GRAIN}/s) until the last pass and the first failure "
         f"are within 10% (or one multiple). A gateway restarted after an overloaded step is warmed again "
-        f"({WARMUP_RATE}/s for {WARMUP_S:g} s) before its next step. "
+        f"(as at the start) before its next step. "
         + ("A failing load is measured once more and fails only if both runs fail (one noisy step on a shared "
            "2-core machine is not a verdict)." if not args.quick else "Quick mode: no re-runs."),
         "",
@@ -567,14 +585,16 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
         f"(a few ms at most at 1000 req/s; wrk is closed-loop, so it would hide queueing), and it used about "
         f"0.1 core at 1000 req/s. Nothing is pinned to cores: every gateway needs both cores for its "
         f"{args.workers} workers, and all targets run under the same conditions, one after the other.",
-        f"- **Order.** Warm-up of every target ({WARMUP_RATE} req/s, {WARMUP_S:g} s), then the matrix: at each "
+        f"- **Order.** Warm-up of every target ({' then '.join(map(str, WARMUP_RATES))} req/s, {WARMUP_S:g} s "
+        "each), then the matrix: at each "
         "load, direct, lockgate-off, lockgate-default, litellm; then the search, one gateway after the other; "
         "then the memory phase; then (if run) the profile.",
         "- **Between steps.** An overloaded step leaves a backlog the gateway keeps working through (a client "
         "giving up does not cancel the upstream call), which would poison the next step. After each gateway "
         "step, the gateway must go idle within 6 s and answer 3 probe requests; if it was overloaded (timeouts "
-        "or < 90% achieved) or fails that check, it is restarted (same config, data dir and key). LiteLLM takes "
-        f"{p.memory['litellm']['start_s']:.0f} s to start, so its restarts cost time, not results.",
+        "or < 90% achieved) or fails that check, it is restarted (same config, data dir and key). LiteLLM took "
+        f"{p.memory['litellm']['start_s']:.0f} s to start (until every worker is up and idle), so its restarts "
+        "cost time, not results.",
         "- **Noise.** The machine has 2 cores shared by the load generator, the upstream and the gateway, and "
         "with other people's work: the CPU column's `other!` marks steps where processes outside this benchmark "
         "took more than 0.3 cores. "
