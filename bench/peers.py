@@ -259,6 +259,7 @@ class LiteLLMGateway(Bench):
         self.command = [str(self.exe), "--config", str(self.config), "--host", "127.0.0.1", "--port",
                         str(self.gw_port), "--num_workers", str(self.args.workers)]
         self.gw_proc = self.procs.spawn(self.command, self.gw_log, env=LITELLM_ENV)
+        renice_session(self.gw_proc.pid, self.args.nice)
         wait_http(f"http://127.0.0.1:{self.gw_port}/health/liveliness", self.gw_proc, self.gw_log, timeout_s=240)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -274,6 +275,28 @@ class LiteLLMGateway(Bench):
             time.sleep(1.0)
             if (cpu_seconds(self.gw_proc.pid) - c0) / (time.monotonic() - t0) < 0.1:
                 break
+
+
+def renice_session(pid: int, nice: int) -> None:
+    """Gives the scheduling group of `pid`'s session the niceness `nice`.
+
+    With the kernel's autogroup scheduling (Linux's default for desktops and this machine), CPU is
+    shared between sessions first and a process's own niceness only counts within its session; every
+    gateway and the upstream run in a session of their own (so their whole tree can be signalled), so
+    `--nice` has to be set on each session's group as well."""
+    if not nice:
+        return
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
+class LockgateGateway(Bench):
+    """`lockgate serve` as `bench/overhead.py` starts it, with `--nice` applied to its session."""
+
+    def start_gateway(self) -> None:
+        super().start_gateway()
+        assert self.gw_proc is not None
+        renice_session(self.gw_proc.pid, self.args.nice)
 
 
 def _cmdline(p: psutil.Process) -> str:
@@ -306,13 +329,14 @@ class Peers:
         up_log = self.workdir / "upstream.log"
         self.up_proc = self.procs.spawn(
             [sys.executable, "-m", "lockgate.devtools.fake_upstream", "--port", str(up_port)], up_log)
+        renice_session(self.up_proc.pid, self.args.nice)
         wait_port(up_port, self.up_proc, up_log)
         self.lg = LoadGen().start()
         for name in GATEWAYS:
             gdir = self.workdir / name
             gdir.mkdir()
             g: Bench = (LiteLLMGateway(self.args, self.procs, gdir, litellm_exe) if name == "litellm"
-                        else Bench(self.args, self.procs, gdir))
+                        else LockgateGateway(self.args, self.procs, gdir))
             g.up_port, g.up_proc, g.lg = up_port, self.up_proc, self.lg
             g.write_config(g.config, "off" if name == "lockgate-off" else "default")
             g.key = g.create_key(g.data_dir)
@@ -599,7 +623,9 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
         "with other people's work: the CPU column's `other!` marks steps where processes outside this benchmark "
         "took more than 0.3 cores. "
         + (f"Every process of the benchmark (upstream, gateways, load generator) ran at niceness {args.nice}, "
-           "the same for every gateway, so the scheduler favours them over that other work."
+           "and so did each of their sessions' scheduling groups (`/proc/PID/autogroup`: with autogroup "
+           "scheduling, niceness alone only counts within a session), the same for every gateway, so the "
+           "scheduler favours them over that other work."
            if args.nice else "Default niceness."),
     ]
     if prof:
@@ -729,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice:
         # Inherited by everything started from here on: upstream, every gateway (and its workers), loadgen.
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+        renice_session(os.getpid(), args.nice)  # this process's session: the load generator's too
     procs = Processes()
     workdir = Path(tempfile.mkdtemp(prefix="lockgate-peers-"))
     peers = Peers(args, procs, workdir)
