@@ -606,11 +606,14 @@ def write_report(path: Path, p: Peers, *, command: str, started: dt.datetime, ru
         f"keep-alive pool of up to 512 connections (32 pre-opened one by one), latency from the due time to the "
         f"last byte. Each step: {args.warmup:g} s warm-up (not counted) + {args.duration:g} s measured; requests "
         f"unanswered 3 s after the last send count as `timeout` errors. Why this one and not a compiled tool: "
-        f"it keeps its schedule - {schedule_note(p)} - and is light: "
-        f"{p.matrix[('direct', MATRIX_RATES[-1])]['cpu']['loadgen']:.2f} core at {MATRIX_RATES[-1]} req/s. "
-        "A late send does not hide latency either: it is counted from the request's due time. wrk (in Debian) "
-        "is closed-loop, so a slow gateway would slow its arrivals and hide "
-        f"the queueing. Nothing is pinned to cores: every gateway needs both cores for its {args.workers} workers, "
+        "Debian (bookworm) has `wrk` and `hey`, both closed-loop (each connection waits for its answer before "
+        "sending again, so a slow gateway slows the arrivals and hides its queueing), and neither vegeta nor "
+        "wrk2. This generator is open-loop and light "
+        f"({p.matrix[('direct', MATRIX_RATES[-1])]['cpu']['loadgen']:.2f} core at {MATRIX_RATES[-1]} req/s), "
+        f"but it shares 2 cores with everything else, so it is not always on time: {schedule_note(p)}. A late "
+        "send does not hide latency: it is counted from the request's due time, so lateness caused by a "
+        "saturated machine shows up as gateway latency. "
+        f"Nothing is pinned to cores: every gateway needs both cores for its {args.workers} workers, "
         "and all targets run under the same conditions, one after the other.",
         f"- **Order.** Warm-up of every target ({' then '.join(map(str, WARMUP_RATES))} req/s, {WARMUP_S:g} s "
         "each), then the matrix: at each "
@@ -669,7 +672,7 @@ def schedule_note(p: Peers) -> str:
     lags = sorted(r["max_send_lag_ms"] for r in all_steps(p))
     late = [r for r in all_steps(p) if r["max_send_lag_ms"] > 10]
     worst = max(all_steps(p), key=lambda r: r["max_send_lag_ms"])
-    return (f"over the {len(lags)} matrix and search steps the latest send of a step was a median "
+    return (f"over the {len(lags)} matrix and search steps, the latest send of a step was a median "
             f"{lags[len(lags) // 2]:.1f} ms late; {len(late)} steps had a send more than 10 ms late, the worst "
             f"{worst['max_send_lag_ms']:.0f} ms ({worst['target'] if worst['target'] == 'direct' else 'a gateway'} "
             f"at {worst['offered_rps']:.0f}/s, when the machine was saturated)")
