@@ -3,8 +3,9 @@
 Run from the repository root:
 
     .venv/bin/python bench/peers.py --setup   # only create LiteLLM's venv (a full run does it when missing)
-    .venv/bin/python bench/peers.py           # full run, about 15 minutes
-    .venv/bin/python bench/peers.py --quick   # smoke check, a few minutes (most of it LiteLLM starting up)
+    .venv/bin/python bench/peers.py           # full run, 10 to 15 minutes
+    .venv/bin/python bench/peers.py --quick   # smoke check, about 5 minutes (LiteLLM restarts after overloads)
+    .venv/bin/python bench/peers.py --nice -10  # as for bench/results/peers.md, on a machine shared with others
 
 One run starts the fake upstream (`python -m lockgate.devtools.fake_upstream`), three gateways in front of
 it with the same number of workers - `lockgate serve` with guards off, `lockgate serve` with its default
