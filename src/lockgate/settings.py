@@ -21,10 +21,17 @@ class Settings:
     config_path: Path | None = None  # None: the embedded demo configuration
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    # Where the store is: None for the SQLite file in the data folder; a postgresql:// URL lets several
+    # replicas share one database (lockgate.store.engines).
+    database: str | None = None
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "lockgate.sqlite3"
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{self.database_path}"
 
     @property
     def ratelimit_path(self) -> Path:
@@ -36,19 +43,22 @@ class Settings:
 
     @classmethod
     def from_env(cls, *, data_dir: str | None = None, config: str | None = None, host: str | None = None,
-                 port: int | None = None) -> Settings:
+                 port: int | None = None, database_url: str | None = None) -> Settings:
         """Command-line values win over the environment, which wins over the defaults."""
         return cls(
             data_dir=Path(data_dir or os.environ.get("LOCKGATE_DATA_DIR") or DEFAULT_DATA_DIR).resolve(),
             config_path=Path(config).resolve() if config else _env_path("LOCKGATE_CONFIG"),
             host=host or os.environ.get("LOCKGATE_HOST") or DEFAULT_HOST,
             port=port or int(os.environ.get("LOCKGATE_PORT") or DEFAULT_PORT),
+            database=database_url or os.environ.get("LOCKGATE_DATABASE_URL") or None,
         )
 
     def to_env(self) -> dict[str, str]:
         env = {"LOCKGATE_DATA_DIR": str(self.data_dir), "LOCKGATE_HOST": self.host, "LOCKGATE_PORT": str(self.port)}
         if self.config_path is not None:
             env["LOCKGATE_CONFIG"] = str(self.config_path)
+        if self.database is not None:
+            env["LOCKGATE_DATABASE_URL"] = self.database
         return env
 
 

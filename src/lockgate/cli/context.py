@@ -28,7 +28,7 @@ def store_or_exit(ctx: click.Context) -> Store:
     try:
         return open_store(settings)
     except StoreUnavailable as exc:
-        click.echo(f"error: cannot open the store in {settings.data_dir}: {exc}", err=True)
+        click.echo(f"error: cannot open the store at {settings.database or settings.data_dir}: {exc}", err=True)
         sys.exit(2)
 
 
