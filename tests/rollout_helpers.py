@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from lockgate.store import SqliteStore
+from lockgate.store import SqlStore
 
 _ids = itertools.count()
 
 
-def add_traffic(store: SqliteStore, route: str, version: int, n: int, *, ts: float, failed: int = 0,
+def add_traffic(store: SqlStore, route: str, version: int, n: int, *, ts: float, failed: int = 0,
                 violations: int = 0, latency_ms: float = 100.0, shadow: bool = False, output: str = "fine answer",
                 spread_s: float = 1.0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
     """n traces of route@version at ts .. ts + spread_s; the first `failed` are 502s, the next

@@ -8,6 +8,8 @@ import pytest
 
 from lockgate.gateway.ratelimit import Charge, RateLimiter, retry_after_header
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 
 @pytest.fixture
 def clock():

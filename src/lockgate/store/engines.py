@@ -109,8 +109,13 @@ class SqliteEngine:
 
 
 class PostgresEngine:
-    """psycopg 3 connections from a psycopg_pool pool of at most `pool_size`, opened on first use and
-    again in a forked child (a pool's sockets must not be shared across processes)."""
+    """psycopg 3 connections from a pool of at most `pool_size` per process.
+
+    SQLAlchemy's QueuePool, used bare: it connects on demand, in the caller's thread, and has no
+    background reconnection with growing back-off, so the first call after an outage ends gets
+    through at once (psycopg_pool's reconnect back-off could keep a recovered database unused for
+    many seconds). A connection that fails is dropped, never returned to the pool. The pool is made
+    again in a forked child: its sockets must not be shared across processes."""
 
     table_exists_sql = ("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
                         "AND table_name = ?")
@@ -124,37 +129,43 @@ class PostgresEngine:
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
-    def _get_pool(self) -> Any:
-        if self._pool is not None and self._pool_pid == os.getpid():
-            return self._pool
-        from psycopg_pool import ConnectionPool
+    def _connect(self) -> Any:
+        import psycopg
 
+        return psycopg.connect(
+            self.conninfo, autocommit=True, row_factory=_pg_row, connect_timeout=max(1, round(self.timeout_s)),
+            # A writer waits for another's lock as long as SQLite's busy timeout would; then the caller hears
+            # StoreUnavailable and retries later, rather than hanging.
+            options=f"-c lock_timeout={int(self.timeout_s * 1000)} -c idle_in_transaction_session_timeout=60000",
+        )
+
+    def _get_pool(self) -> Any:
         with self._pool_lock:
             if self._pool is None or self._pool_pid != os.getpid():
-                timeout_ms = int(self.timeout_s * 1000)
-                self._pool = ConnectionPool(
-                    self.conninfo, min_size=1, max_size=self.pool_size, timeout=self.timeout_s, max_idle=60,
-                    open=False, name=f"lockgate-{os.getpid()}",
-                    kwargs={
-                        "autocommit": True, "row_factory": _pg_row, "connect_timeout": max(1, int(self.timeout_s)),
-                        # A writer waits for another's lock as long as SQLite's busy timeout would, then the
-                        # caller hears StoreUnavailable and retries later, rather than hanging.
-                        "options": f"-c lock_timeout={timeout_ms} -c idle_in_transaction_session_timeout=60000",
-                    },
-                )
-                self._pool.open(wait=False)
+                from sqlalchemy.pool import QueuePool
+
+                self._pool = QueuePool(self._connect, pool_size=self.pool_size, max_overflow=0,
+                                       timeout=self.timeout_s, reset_on_return="rollback")
                 self._pool_pid = os.getpid()
-        return self._pool
+            return self._pool
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         import psycopg
+        from sqlalchemy.exc import TimeoutError as PoolTimeout
 
         try:
-            with self._get_pool().connection() as conn:
-                yield _PgConnection(conn)
-        except psycopg.OperationalError as exc:  # includes the pool's timeout and lock_timeout
+            pooled = self._get_pool().connect()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL at {self.url} is unavailable: {exc}") from exc
+        try:
+            yield _PgConnection(pooled.dbapi_connection)
+        except psycopg.OperationalError as exc:  # connection lost, server shutting down, lock_timeout
+            if pooled.dbapi_connection.closed or pooled.dbapi_connection.broken:
+                pooled.invalidate()
             raise StoreUnavailable(f"PostgreSQL at {self.url}: {exc}") from exc
+        finally:
+            pooled.close()  # back to the pool (rolled back if a transaction was left open), or gone if invalid
 
     def begin_write(self, c: Connection, locks: Sequence[str]) -> None:
         c.execute("BEGIN")
@@ -166,7 +177,7 @@ class PostgresEngine:
 
     def close(self) -> None:
         if self._pool is not None and self._pool_pid == os.getpid():
-            self._pool.close()
+            self._pool.dispose()
         self._pool = None
 
 
