@@ -1,11 +1,12 @@
 """Fixtures every test shares, and the database the suite runs against.
 
-`LOCKGATE_TEST_DATABASE=postgres` runs the suite against PostgreSQL: every test gets a database of its
-own (new, or emptied after an earlier test: tests.harness.PgDatabases), named in LOCKGATE_DATABASE_URL
-so that every store the test opens (tests.harness.store_at) and every `lockgate` it starts uses it. Tests that cannot touch a store
-are marked `store_free` (their module says so) and are not repeated there; the SQLite pass checks the
-marker is true, since there a marked test that opens a store fails. Real-model tests (`model`) are not
-repeated either: what they store is what the fake-upstream gateway tests store; the model is what they test.
+`LOCKGATE_TEST_DATABASE=postgres` runs the suite against PostgreSQL: every test gets a database of
+its own (new, or emptied after an earlier test: tests.harness.PgDatabases), named in
+LOCKGATE_DATABASE_URL so that every store the test opens (tests.harness.store_at) and every
+`lockgate` it starts uses it. Tests that cannot touch a store are marked `store_free` (their module
+says so) and are not repeated there; the SQLite pass checks the marker is true, since there a marked
+test that opens a store fails. Real-model tests (`model`) are not repeated either: what they store
+is what the fake-upstream gateway tests store; the model is what they test.
 """
 
 from __future__ import annotations
