@@ -185,11 +185,11 @@ def engine_for(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> SqliteEngin
     """The engine for a database URL: `sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB`."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "sqlite":
-        path = url.split("://", 1)[1]
-        if not path.startswith("/") or path == "/":
+        rest = url.split("://", 1)[1]  # "/relative/path" or "//absolute/path", as SQLAlchemy writes them
+        if not rest.startswith("/") or rest == "/":
             raise ValueError(f"database URL {url!r}: a SQLite URL names a file, e.g. sqlite:////var/lib/lockgate/db "
-                             "(three slashes, then the path)")
-        return SqliteEngine(path[1:] if path.startswith("//") else path, timeout_s=timeout_s)
+                             "(sqlite:/// then the path; an absolute path starts with a fourth slash)")
+        return SqliteEngine(rest[1:], timeout_s=timeout_s)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         return PostgresEngine(url, timeout_s=timeout_s)
     raise ValueError(f"database URL {_without_password(url)!r} is not supported: use sqlite:///PATH or "
