@@ -49,7 +49,7 @@ def _writer(url: str, writer: int, start: Any, results: Any) -> None:
         size = rng.randint(1, 40)
         batch, order = order[:size], order[size:]
         stored += _retrying(lambda b=batch: store.insert_traces([_trace(i) for i in b]))
-        _retrying(lambda n=len(batch): store.append_audit(f"writer-{writer}", "test.write", "store", {"batch": n}))
+        _retrying(lambda b=batch: store.append_audit(f"writer-{writer}", "test.write", "store", {"batch": len(b)}))
         audited += 1
         # Read-modify-write with compare-and-set, as the rollout controller does: retried on a lost race.
         while True:
