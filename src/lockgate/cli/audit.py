@@ -23,7 +23,10 @@ def _open_store(ctx: click.Context) -> Store:
     try:
         return open_store(settings)
     except StoreUnavailable as exc:
-        click.echo(f"error: cannot open the store at {settings.database or settings.data_dir}: {exc}", err=True)
+        from lockgate.store.engines import redacted
+
+        where = redacted(settings.database) if settings.database else settings.data_dir
+        click.echo(f"error: cannot open the store at {where}: {exc}", err=True)
         sys.exit(2)
 
 

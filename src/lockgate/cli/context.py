@@ -28,7 +28,10 @@ def store_or_exit(ctx: click.Context) -> Store:
     try:
         return open_store(settings)
     except StoreUnavailable as exc:
-        click.echo(f"error: cannot open the store at {settings.database or settings.data_dir}: {exc}", err=True)
+        from lockgate.store.engines import redacted
+
+        where = redacted(settings.database) if settings.database else settings.data_dir
+        click.echo(f"error: cannot open the store at {where}: {exc}", err=True)
         sys.exit(2)
 
 

@@ -122,7 +122,7 @@ class PostgresEngine:
 
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, pool_size: int = 4) -> None:
         self.conninfo = libpq_url(url)
-        self.url = _without_password(self.conninfo)
+        self.url = redacted(self.conninfo)
         self.timeout_s = timeout_s
         self.pool_size = pool_size
         self._pool: Any = None
@@ -192,7 +192,7 @@ def engine_for(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> SqliteEngin
         return SqliteEngine(rest[1:], timeout_s=timeout_s)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         return PostgresEngine(url, timeout_s=timeout_s)
-    raise ValueError(f"database URL {_without_password(url)!r} is not supported: use sqlite:///PATH or "
+    raise ValueError(f"database URL {redacted(url)!r} is not supported: use sqlite:///PATH or "
                      "postgresql://USER@HOST:PORT/DATABASE")
 
 
@@ -202,7 +202,8 @@ def libpq_url(url: str) -> str:
     return "postgresql://" + rest if scheme.lower() in ("postgresql+psycopg", "postgres") else url
 
 
-def _without_password(url: str) -> str:
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
