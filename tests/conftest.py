@@ -37,6 +37,19 @@ POSTGRES = TEST_DATABASE == "postgres"
 _NOT_ON_POSTGRES = ("store_free", "model", "sqlite_only")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if POSTGRES:
+        import psycopg
+
+        from tests.harness import PG_ADMIN_URL
+
+        try:
+            psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            raise pytest.UsageError(f"LOCKGATE_TEST_DATABASE=postgres needs PostgreSQL at {PG_ADMIN_URL} "
+                                    f"(LOCKGATE_TEST_PG_ADMIN_URL): {exc}") from exc
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not POSTGRES:
         return
