@@ -1,12 +1,14 @@
 """Fixtures every test shares, and the database the suite runs against.
 
-`LOCKGATE_TEST_DATABASE=postgres` runs the suite against PostgreSQL: every test gets a database of
-its own (new, or emptied after an earlier test: tests.harness.PgDatabases), named in
-LOCKGATE_DATABASE_URL so that every store the test opens (tests.harness.store_at) and every
-`lockgate` it starts uses it. Tests that cannot touch a store are marked `store_free` (their module
-says so) and are not repeated there; the SQLite pass checks the marker is true, since there a marked
-test that opens a store fails. Real-model tests (`model`) are not repeated either: what they store
-is what the fake-upstream gateway tests store; the model is what they test.
+`LOCKGATE_TEST_DATABASE=postgres` runs the suite against PostgreSQL: every SQLite file a test would
+use is stood in for by a PostgreSQL database of its own (new, or emptied after an earlier test:
+tests.harness.PgDatabases), which the stores the test opens (tests.harness.store_at), the `lockgate`
+commands and gateways it starts (LOCKGATE_DATABASE_URL) and the fixtures its module shares all use.
+
+Tests that cannot touch a store are marked `store_free` (their module says so) and are not repeated
+there; the SQLite pass checks the marker is true, since there a marked test that opens a store fails.
+Real-model tests (`model`) are not repeated either: what they store is what the fake-upstream gateway
+tests store; the model is what they test.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from lockgate.devtools.fake_upstream import FakeUpstreamThread, run_in_thread
 from lockgate.store import SqlStore, open_url
+from tests import harness
 from tests.harness import (
     Gateway,
     PgDatabases,
@@ -33,7 +36,8 @@ TEST_DATABASE = os.environ.get("LOCKGATE_TEST_DATABASE", "sqlite")
 if TEST_DATABASE not in ("sqlite", "postgres"):
     raise pytest.UsageError(f"LOCKGATE_TEST_DATABASE={TEST_DATABASE!r}: use sqlite (the default) or postgres")
 POSTGRES = TEST_DATABASE == "postgres"
-# Not repeated against PostgreSQL (see above); `sqlite_only` tests are about SQLite files themselves.
+# Not repeated against PostgreSQL (see above); `sqlite_only` tests are about SQLite files themselves, and
+# `postgres_only` ones about what only a server does (going down while the gateway runs).
 _NOT_ON_POSTGRES = ("store_free", "model", "sqlite_only")
 
 
@@ -51,47 +55,47 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not POSTGRES:
+    skipped_markers = _NOT_ON_POSTGRES if POSTGRES else ("postgres_only",)
+    kept = [item for item in items if not any(item.get_closest_marker(m) for m in skipped_markers)]
+    if len(kept) == len(items):
         return
-    kept = [item for item in items if not any(item.get_closest_marker(m) for m in _NOT_ON_POSTGRES)]
     config.hook.pytest_deselected(items=[item for item in items if item not in kept])
     items[:] = kept
 
 
-@pytest.fixture(scope="session")
-def pg_databases() -> Iterator[PgDatabases]:
-    """The tests' databases, copies of one migrated database (a copy is cheaper than migrating)."""
+@pytest.fixture(scope="session", autouse=True)
+def pg_databases() -> Iterator[PgDatabases | None]:
+    """On PostgreSQL: the tests' databases, copies of one migrated database (cheaper than migrating),
+    set up before any fixture a module shares opens a store."""
+    if not POSTGRES:
+        yield None
+        return
     url = create_pg_database()
     store = open_url(url)
     store.migrate()
     store.close()
-    databases = PgDatabases(template=url.rsplit("/", 1)[1])
-    yield databases
-    databases.drop_all()
+    harness.pg_databases = PgDatabases(template=url.rsplit("/", 1)[1])
+    yield harness.pg_databases
+    harness.pg_databases.drop_all()
+    harness.pg_databases = None
     drop_pg_database(url)
 
 
 @pytest.fixture(autouse=True)
-def test_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
-    """The test's own PostgreSQL database (its URL) when the suite runs against PostgreSQL, else None."""
+def test_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Proves `store_free` markers; on PostgreSQL, gives the test's databases back when it ends."""
     if request.node.get_closest_marker("store_free"):
-        # Proves the marker: here, a store opened in this process or by a `lockgate` it starts fails.
+        # Here, a store opened in this process or by a `lockgate` it starts fails the test.
         def refuse(*_: object, **__: object) -> None:
             raise AssertionError("this test is marked store_free but opens a store: remove the marker")
 
         monkeypatch.setattr(SqlStore, "__init__", refuse)
         monkeypatch.setenv("LOCKGATE_DATABASE_URL", "store-free-test://marked-store-free-but-opens-a-store")
-        yield None
-        return
-    if not POSTGRES:
+    else:
         monkeypatch.delenv("LOCKGATE_DATABASE_URL", raising=False)
-        yield None
-        return
-    databases: PgDatabases = request.getfixturevalue("pg_databases")
-    url = databases.take()
-    monkeypatch.setenv("LOCKGATE_DATABASE_URL", url)
-    yield url
-    databases.give_back(url)
+    yield
+    if POSTGRES:
+        harness.release_databases(under=tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,8 @@ def run_cli(
     cmd = [*LOCKGATE, "--data-dir", str(data_dir)]
     if config is not None:
         cmd += ["--config", str(config)]
-    result = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **database_env(data_dir)})
     if check and result.returncode != 0:
         raise AssertionError(
             f"lockgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -42,11 +43,39 @@ def run_cli(
     return result
 
 
+# When the suite runs against PostgreSQL (LOCKGATE_TEST_DATABASE=postgres, tests/conftest.py), each SQLite
+# file a test would have used is stood in for by a PostgreSQL database of its own: the same file path, the
+# same database, whoever opens it (the test, `lockgate` commands, gateways, fixtures shared by a module).
+pg_databases: PgDatabases | None = None
+_database_of_file: dict[Path, str] = {}
+
+
+def database_url_at(path: Path) -> str | None:
+    """The PostgreSQL database standing in for the SQLite file at `path`; None when running on SQLite."""
+    if pg_databases is None:
+        return None
+    path = path.resolve()
+    if path not in _database_of_file:
+        _database_of_file[path] = pg_databases.take()
+    return _database_of_file[path]
+
+
+def database_env(data_dir: Path) -> dict[str, str]:
+    """What a `lockgate` process started on `data_dir` needs in its environment to find its database."""
+    url = database_url_at(data_dir / "lockgate.sqlite3")
+    return {"LOCKGATE_DATABASE_URL": url} if url else {}
+
+
+def release_databases(under: Path) -> None:
+    """Gives back (emptied, for reuse) the databases of the files under a test's folder, as it ends."""
+    assert pg_databases is not None
+    for path in [p for p in _database_of_file if p.is_relative_to(under.resolve())]:
+        pg_databases.give_back(_database_of_file.pop(path))
+
+
 def store_at(path: Path) -> SqlStore:
-    """The store a test's data is in: the SQLite file at `path`, or, when the suite runs against
-    PostgreSQL (LOCKGATE_TEST_DATABASE=postgres), the test's own database that conftest created and
-    named in LOCKGATE_DATABASE_URL, which every `lockgate` the test starts uses too. Not migrated."""
-    url = os.environ.get("LOCKGATE_DATABASE_URL")
+    """The store at the SQLite file `path`, or the PostgreSQL database standing in for it. Not migrated."""
+    url = database_url_at(path)
     return open_url(url) if url else SqliteStore(path)
 
 
@@ -61,17 +90,37 @@ def sql(store: SqlStore, statement: str, args: tuple = ()) -> list[tuple]:
 @contextmanager
 def store_outage(store: SqlStore) -> Iterator[None]:
     """The database is unavailable until the block ends. SQLite: another process (a backup, a migration,
-    a stuck shell) holds the file's write lock. PostgreSQL: the test's database refuses connections and
-    every open one is cut, as a restart or a network failure would (the shared server stays up)."""
+    a stuck shell) holds the file's write lock (store_locked). PostgreSQL: the test's database refuses
+    connections and every open one is cut, as a restart or a network failure would (the shared server
+    stays up)."""
+    if not isinstance(store.engine, PostgresEngine):
+        with store_locked(store):
+            yield
+        return
+    database = store.engine.conninfo.rsplit("/", 1)[1]
+    with _pg_admin() as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+
+
+@contextmanager
+def store_locked(store: SqlStore) -> Iterator[None]:
+    """Another process holds the write lock until the block ends: writers wait out their lock timeout
+    and fail (StoreUnavailable), readers still read. SQLite: an exclusive transaction (WAL readers go
+    on); PostgreSQL: a transaction holding every table in EXCLUSIVE mode (plain reads go on)."""
     if isinstance(store.engine, PostgresEngine):
-        database = store.engine.conninfo.rsplit("/", 1)[1]
-        with _pg_admin() as admin:
-            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
-            try:
-                yield
-            finally:
-                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        import psycopg
+
+        with psycopg.connect(store.engine.conninfo) as locker:  # one transaction, rolled back on leaving
+            tables = [r[0] for r in locker.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+            locker.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+            yield
+            locker.rollback()
         return
     import sqlite3
 
@@ -88,7 +137,7 @@ def store_outage(store: SqlStore) -> Iterator[None]:
 def unreachable_store(tmp_path: Path) -> SqlStore:
     """A store whose database cannot be reached: a SQLite file under a path that is a file, or a
     PostgreSQL server on a port nothing listens on."""
-    if os.environ.get("LOCKGATE_DATABASE_URL"):
+    if pg_databases is not None:
         return open_url(f"postgresql://postgres@127.0.0.1:{free_port()}/closed")
     (tmp_path / "blocked").write_text("a file where a folder should be")
     return SqliteStore(tmp_path / "blocked" / "x" / "db.sqlite3")
@@ -203,7 +252,7 @@ class Gateway:
         self.log_path = self.data_dir / f"serve-{self.port}.log"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        env = {**os.environ, "LOCKGATE_LOG_LEVEL": "WARNING", **self.env}
+        env = {**os.environ, "LOCKGATE_LOG_LEVEL": "WARNING", **database_env(self.data_dir), **self.env}
         # A session of its own, so the whole tree (supervisor and workers) can be signalled at once.
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self._wait("/readyz" if wait_ready else "/healthz", timeout_s)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from lockgate.observe.journal import TraceJournal
-from tests.harness import Gateway, create_key, run_cli, sql, store_at, store_outage, write_config
+from tests.harness import Gateway, create_key, run_cli, sql, store_at, store_locked, store_outage, write_config
 
 CHAT = "/v1/chat/completions"
 
@@ -100,13 +101,23 @@ def worker_pids(gw: Gateway) -> list[int]:
 
 
 def test_store_outage_keeps_serving_and_spools_until_it_is_back(tmp_path, upstream, start_gateway):
+    # Another process (a backup, a migration, a stuck admin shell) holds the database's write lock.
+    _serves_through_and_loads_every_trace_once_after(tmp_path, upstream, start_gateway, store_locked, readable=True)
+
+
+@pytest.mark.postgres_only  # a SQLite file cannot go down; its outage is the lock above
+def test_a_database_that_goes_down_loses_no_trace_and_stores_none_twice(tmp_path, upstream, start_gateway):
+    # The database refuses connections and every open one is cut (a restart, a network failure).
+    _serves_through_and_loads_every_trace_once_after(tmp_path, upstream, start_gateway, store_outage, readable=False)
+
+
+def _serves_through_and_loads_every_trace_once_after(tmp_path, upstream, start_gateway, outage, *, readable: bool):
     config = write_config(tmp_path / "lockgate.yaml", upstream.base_url)
     data_dir = tmp_path / "data"
     key = create_key(data_dir)
     gw = start_gateway(config, data_dir=data_dir)
 
-    # The database goes away (SQLite: another process holds its write lock; PostgreSQL: it refuses connections).
-    with closing(store_at(data_dir / "lockgate.sqlite3")) as store, store_outage(store):
+    with closing(store_at(data_dir / "lockgate.sqlite3")) as store, outage(store):
         ids: list[str] = []
         with httpx.Client(base_url=gw.base_url, headers=auth(key), timeout=15) as client:
             for i in range(50):
@@ -118,9 +129,10 @@ def test_store_outage_keeps_serving_and_spools_until_it_is_back(tmp_path, upstre
 
         # The traces are on disk in the spool, and not (cannot be) in the database yet.
         assert spool_files(data_dir), "acknowledged traces must be spooled while the store is down"
-        assert not set(ids) & set(trace_id_counts(data_dir))
+        if readable:  # a database that is down cannot be asked
+            assert not set(ids) & set(trace_id_counts(data_dir))
 
-        # Let the loader hit the lock (its busy timeout runs out) so its failure path is exercised too.
+        # Let the loader hit the outage (its lock or connect timeout runs out) so its failure path is exercised.
         assert wait_until(lambda: "trace store unavailable" in gw.logs(), timeout_s=20), gw.logs()
         # Serving is still fine after the loader gave up once.
         with httpx.Client(base_url=gw.base_url, headers=auth(key), timeout=15) as client:
