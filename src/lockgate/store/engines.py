@@ -160,7 +160,7 @@ class PostgresEngine:
             raise StoreUnavailable(f"PostgreSQL at {self.url} is unavailable: {exc}") from exc
         try:
             yield _PgConnection(pooled.dbapi_connection)
-        except psycopg.OperationalError as exc:  # connection lost, server shutting down, lock_timeout
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # connection lost, shutdown, lock_timeout
             if pooled.dbapi_connection.closed or pooled.dbapi_connection.broken:
                 pooled.invalidate()
             raise StoreUnavailable(f"PostgreSQL at {self.url}: {exc}") from exc
