@@ -26,7 +26,7 @@ lint: setup
 	$(BIN)/mypy src/lockgate/config src/lockgate/guards src/lockgate/evals src/lockgate/releases src/lockgate/retrieval \
 		src/lockgate/gateway/resilience.py src/lockgate/gateway/circuit.py src/lockgate/gateway/ratelimit.py \
 		src/lockgate/audit src/lockgate/privacy src/lockgate/observe/retention.py src/lockgate/control src/lockgate/rollout \
-		src/lockgate/alerts src/lockgate/incidents
+		src/lockgate/alerts src/lockgate/incidents src/lockgate/store src/lockgate/settings.py
 
 bench: setup
 	$(BIN)/python bench/overhead.py

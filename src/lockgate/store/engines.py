@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from lockgate.store.base import StoreUnavailable
@@ -87,7 +87,7 @@ class SqliteEngine:
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
         try:
-            yield conn
+            yield cast(Connection, conn)
         except sqlite3.OperationalError as exc:
             # Locked, unreadable or vanished: all mean "try again later" to the caller.
             self.close()

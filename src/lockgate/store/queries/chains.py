@@ -20,7 +20,7 @@ class AuditQueries(Transactions):
         return self._write(lambda c: append_audit(c, actor, action, target, details), "audit")
 
     def list_audit(self, since_seq: int = 0, limit: int | None = None, action: str | None = None) -> list[AuditRecord]:
-        sql, args = "SELECT * FROM audit_log WHERE seq > ?", [since_seq]
+        sql, args = "SELECT * FROM audit_log WHERE seq > ?", list[Any]([since_seq])
         if action is not None:
             sql, args = sql + " AND action = ?", [*args, action]
         sql += " ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else "")
@@ -59,10 +59,11 @@ def append_audit(c: Connection, actor: str, action: str, target: str, details: d
     """Appends inside the caller's write transaction (holding the "audit" lock), so a change and its
     record commit together."""
     seq, prev = next_link(c, AUDIT_CHAIN, LAST_AUDIT)
-    fields = {"seq": seq, "ts": time.time(), "actor": actor, "action": action, "target": target, "details": details}
+    ts = time.time()
+    fields = {"seq": seq, "ts": ts, "actor": actor, "action": action, "target": target, "details": details}
     digest = chain_hash(prev, fields)
     c.execute("INSERT INTO audit_log (seq, ts, actor, action, target, details, prev_hash, hash) "
               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-              (seq, fields["ts"], actor, action, target, canonical_json(details), prev, digest))
+              (seq, ts, actor, action, target, canonical_json(details), prev, digest))
     set_head(c, AUDIT_CHAIN, seq, digest)
-    return AuditRecord(seq, fields["ts"], actor, action, target, details, prev, digest)
+    return AuditRecord(seq, ts, actor, action, target, details, prev, digest)

@@ -80,7 +80,7 @@ class RegistryQueries(Transactions):
         return EvidenceRecord(rows[0][0], route, version, kind, passed, summary, now)
 
     def list_evidence(self, route: str, version: int | None = None, kind: str | None = None) -> list[EvidenceRecord]:
-        sql, args = "SELECT * FROM evidence WHERE route = ?", [route]
+        sql, args = "SELECT * FROM evidence WHERE route = ?", list[Any]([route])
         if version is not None:
             sql, args = sql + " AND version = ?", [*args, version]
         if kind is not None:

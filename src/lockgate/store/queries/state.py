@@ -34,6 +34,7 @@ class StateQueries(Transactions):
         """Compare-and-set: writes only if the stored revision is still `expected_revision` (0: absent).
         Two writers (the CLI, the controller, another replica) cannot overwrite each other unseen."""
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        args: tuple[Any, ...]
         if expected_revision == 0:
             sql, args = ("INSERT INTO route_state (route, revision, body, updated_at) VALUES (?, 1, ?, ?) "
                          "ON CONFLICT (route) DO NOTHING", (route, text, time.time()))
@@ -56,6 +57,7 @@ class StateQueries(Transactions):
         """Compare-and-set, like put_route_state: of two evaluators deciding the same transition, one writes."""
         fields = (record.state, record.fingerprint, record.firing_since, record.last_notified,
                   json.dumps(record.details, sort_keys=True, separators=(",", ":")), time.time())
+        args: tuple[Any, ...]
         if expected_revision == 0:
             sql, args = ("INSERT INTO alert_state (alert, revision, state, fingerprint, firing_since, last_notified, "
                          "details, updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert) DO NOTHING",

@@ -36,11 +36,11 @@ class TraceQueries(Transactions):
         # Serialised and hashed before the write lock is taken: the lock is shared with every writer. The
         # link covers the stored text itself (verification hashes what is stored, never re-serialises),
         # so the fast serialiser is safe; sorted keys make equal traces equal text.
-        prepared = []
+        prepared: list[tuple[str, tuple[Any, ...], str]] = []
         for t in traces:
             raw = orjson.dumps(t, option=orjson.OPT_SORT_KEYS)
             row = (*(t.get(col) for col in TRACE_COLUMNS), raw.decode("utf-8"), *trace_facts(t))
-            prepared.append((t.get("trace_id"), row, hashlib.sha256(raw).hexdigest()))
+            prepared.append((str(t.get("trace_id")), row, hashlib.sha256(raw).hexdigest()))
 
         def insert(c: Connection) -> int:
             # A replayed segment brings traces that are stored already (or stored and since expired,
@@ -68,6 +68,7 @@ class TraceQueries(Transactions):
         return self._write(insert, "traces")
 
     def recent_traces(self, limit: int = 20, route: str | None = None) -> list[dict[str, Any]]:
+        args: tuple[Any, ...]
         if route is None:
             sql, args = "SELECT body FROM traces ORDER BY ts DESC LIMIT ?", (limit,)
         else:
@@ -135,7 +136,10 @@ class TraceQueries(Transactions):
         sql += " WHERE ch.seq > ? ORDER BY ch.seq LIMIT 2000"
         after = -1
         while True:
-            rows = self._read(lambda c, after=after: c.execute(sql, (after,)).fetchall())
+            def page(c: Connection, after: int = after) -> list[Any]:
+                return c.execute(sql, (after,)).fetchall()
+
+            rows = self._read(page)
             if not rows:
                 return
             for r in rows:

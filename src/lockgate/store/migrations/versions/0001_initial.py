@@ -6,6 +6,8 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,14 +17,14 @@ branch_labels = None
 depends_on = None
 
 # Epoch seconds need double precision (PostgreSQL's REAL is 4 bytes); SQLite keeps the REAL it always had.
-REAL = sa.Double().with_variant(sa.REAL(), "sqlite")
+REAL: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
 # Chain sequence numbers: 64-bit on PostgreSQL; on SQLite exactly INTEGER, so the column stays the rowid.
-SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-FLAG = {"nullable": False, "server_default": "0"}
+SEQ: sa.types.TypeEngine[int] = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+FLAG: dict[str, Any] = {"nullable": False, "server_default": "0"}
 
 
 def _tables(metadata: sa.MetaData) -> list[sa.Table]:
-    def text(name: str, **kw: object) -> sa.Column:
+    def text(name: str, **kw: Any) -> sa.Column:
         return sa.Column(name, sa.Text, **kw)
 
     return [
