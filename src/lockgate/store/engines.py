@@ -109,13 +109,7 @@ class SqliteEngine:
 
 
 class PostgresEngine:
-    """psycopg 3 connections from a pool of at most `pool_size` per process.
-
-    SQLAlchemy's QueuePool, used bare: it connects on demand, in the caller's thread, and has no
-    background reconnection with growing back-off, so the first call after an outage ends gets
-    through at once (psycopg_pool's reconnect back-off could keep a recovered database unused for
-    many seconds). A connection that fails is dropped, never returned to the pool. The pool is made
-    again in a forked child: its sockets must not be shared across processes."""
+    """psycopg 3 connections from a pool of at most `pool_size` per process (ConnectionPool below)."""
 
     table_exists_sql = ("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
                         "AND table_name = ?")
@@ -124,10 +118,7 @@ class PostgresEngine:
         self.conninfo = libpq_url(url)
         self.url = redacted(self.conninfo)
         self.timeout_s = timeout_s
-        self.pool_size = pool_size
-        self._pool: Any = None
-        self._pool_pid = 0
-        self._pool_lock = threading.Lock()
+        self.pool = ConnectionPool(self._connect, size=pool_size, timeout_s=timeout_s)
 
     def _connect(self) -> Any:
         import psycopg
@@ -139,33 +130,22 @@ class PostgresEngine:
             options=f"-c lock_timeout={int(self.timeout_s * 1000)} -c idle_in_transaction_session_timeout=60000",
         )
 
-    def _get_pool(self) -> Any:
-        with self._pool_lock:
-            if self._pool is None or self._pool_pid != os.getpid():
-                from sqlalchemy.pool import QueuePool
-
-                self._pool = QueuePool(self._connect, pool_size=self.pool_size, max_overflow=0,
-                                       timeout=self.timeout_s, reset_on_return="rollback")
-                self._pool_pid = os.getpid()
-            return self._pool
-
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         import psycopg
-        from sqlalchemy.exc import TimeoutError as PoolTimeout
 
         try:
-            pooled = self._get_pool().connect()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+            conn = self.pool.get()
+        except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL at {self.url} is unavailable: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"PostgreSQL at {self.url}: {exc}") from exc
         try:
-            yield _PgConnection(pooled.dbapi_connection)
+            yield _PgConnection(conn)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # connection lost, shutdown, lock_timeout
-            if pooled.dbapi_connection.closed or pooled.dbapi_connection.broken:
-                pooled.invalidate()
             raise StoreUnavailable(f"PostgreSQL at {self.url}: {exc}") from exc
         finally:
-            pooled.close()  # back to the pool (rolled back if a transaction was left open), or gone if invalid
+            self.pool.put(conn)
 
     def begin_write(self, c: Connection, locks: Sequence[str]) -> None:
         c.execute("BEGIN")
@@ -176,9 +156,71 @@ class PostgresEngine:
         return "postgresql+psycopg://" + self.conninfo.split("://", 1)[1]
 
     def close(self) -> None:
-        if self._pool is not None and self._pool_pid == os.getpid():
-            self._pool.dispose()
-        self._pool = None
+        self.pool.close()
+
+
+class ConnectionPool:
+    """At most `size` connections per process, made on demand in the caller's thread, kept for reuse.
+
+    Small on purpose rather than psycopg_pool or SQLAlchemy's: no background threads that reconnect
+    with growing back-off (the first call after an outage ends connects at once, so the journal loads
+    as soon as the database is back), and nothing to import but psycopg (every `lockgate` command
+    pays for imports). A connection that broke is closed, never reused; one left in a transaction is
+    rolled back. After a fork the child starts empty: a parent's sockets must not be shared."""
+
+    def __init__(self, connect: Any, *, size: int, timeout_s: float) -> None:
+        self._connect = connect
+        self._size = size
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._idle: list[Any] = []
+        self._slots = threading.BoundedSemaphore(self._size)
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset()
+            slots = self._slots
+        if not slots.acquire(timeout=self._timeout_s):
+            raise TimeoutError(f"all {self._size} connections of this process stayed busy for {self._timeout_s} s")
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            return conn if conn is not None else self._connect()
+        except BaseException:
+            slots.release()
+            raise
+
+    def put(self, conn: Any) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # borrowed before a fork: the parent's to close
+                return
+            slots = self._slots
+        try:
+            if not (conn.closed or conn.broken):
+                import psycopg.pq
+
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                with self._lock:
+                    self._idle.append(conn)
+                return
+            conn.close()
+        except Exception:  # noqa: BLE001 - a connection that cannot even roll back is not reused
+            conn.close()
+        finally:
+            slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn in idle:
+                conn.close()
 
 
 def engine_for(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> SqliteEngine | PostgresEngine:
