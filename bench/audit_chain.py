@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 from lockgate.audit.verify import verify_store  # noqa: E402
 from lockgate.privacy.content import TraceContent  # noqa: E402
 from lockgate.store import SqliteStore  # noqa: E402
-from lockgate.store.sqlite import SCHEMA, TRACE_COLUMNS  # noqa: E402
+from lockgate.store.records import TRACE_COLUMNS  # noqa: E402
 
 RESULTS = HERE / "results" / "audit.md"
 WORDS = "the release gate closes when the water turns and opens again once the canary looks healthy".split()
@@ -78,15 +78,19 @@ def serialise_now(t: dict) -> str:
 
 
 def run_unchained(path: Path, batches: list[list[dict]], serialise: Callable[[dict], str]) -> tuple[float, float]:
+    schema = SqliteStore(path)  # the same tables as the chained variant's
+    schema.migrate()
+    schema.close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
+    insert = (f"INSERT OR IGNORE INTO traces ({', '.join(TRACE_COLUMNS)}, body) "
+              f"VALUES ({', '.join('?' * (len(TRACE_COLUMNS) + 1))})")
     wall, cpu = time.perf_counter(), time.process_time()
     for batch in batches:
         rows = [(*(t.get(col) for col in TRACE_COLUMNS), serialise(t)) for t in batch]
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT OR IGNORE INTO traces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(insert, rows)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - wall, time.process_time() - cpu
     conn.close()

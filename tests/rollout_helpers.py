@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from lockgate.store import SqliteStore
+from lockgate.store import SqlStore
 
 _ids = itertools.count()
 
 
-def add_traffic(store: SqliteStore, route: str, version: int, n: int, **shape: Any) -> None:
+def add_traffic(store: SqlStore, route: str, version: int, n: int, **shape: Any) -> None:
     """n traces of route@version (see `traffic`) written into the store."""
     store.insert_traces(traffic(route, version, n, **shape))
 

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from lockgate.audit.chain import GENESIS_HASH, AuditRecord, chain_hash
 from lockgate.auth.actor import Actor
 from lockgate.auth.operations import create_api_key
 from lockgate.devtools.fake_upstream import FakeUpstreamThread
-from lockgate.store import SqliteStore
-from tests.harness import Gateway, create_key, free_port, run_cli, write_config
+from lockgate.store import SqlStore
+from tests.harness import Gateway, create_key, free_port, run_cli, store_at, store_outage, write_config
 
 GOVERNANCE = ["viewer", "reviewer", "operator", "deployer", "admin"]
 
@@ -87,7 +88,7 @@ def admin(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstreamThread
     data_dir = root / "data"
     # One key through the CLI as a person makes it; the rest through the same operation, in process (faster).
     keys = {"viewer": create_key(data_dir, "viewer-key", "--role", "viewer")}
-    store = SqliteStore(data_dir / "lockgate.sqlite3")
+    store = store_at(data_dir / "lockgate.sqlite3")
     for name, role in [("reviewer-key", "reviewer"), ("operator-key", "operator"), ("deployer-key", "deployer"),
                        ("admin-key", "admin"), ("app-key", "app"), ("fuzz-admin", "admin")]:
         keys[role if name != "fuzz-admin" else "fuzz"] = create_api_key(store, Actor.cli(), name=name,
@@ -274,7 +275,7 @@ def test_bad_release_input_gets_a_clear_error_and_changes_nothing(admin: AdminGa
 
 
 def test_evidence_of_a_release(admin: AdminGateway):
-    store = SqliteStore(admin.data_dir / "lockgate.sqlite3")
+    store = store_at(admin.data_dir / "lockgate.sqlite3")
     store.add_evidence("echo", 1, "eval", True, {"pass_rate": 0.97, "suite": "demo"})
     store.add_evidence("echo", 1, "redteam", None, {"attack_success_rate": 0.02})
     store.close()
@@ -426,9 +427,8 @@ def test_the_openapi_document_is_valid_and_lists_every_endpoint_with_its_role(ad
 
 def test_the_admin_api_answers_while_the_database_is_locked(admin: AdminGateway):
     spec = unique_spec()
-    locker = sqlite3.connect(admin.data_dir / "lockgate.sqlite3", timeout=10, isolation_level=None)
-    try:
-        locker.execute("BEGIN EXCLUSIVE")  # a backup, a migration or a stuck shell holds the write lock
+    # SQLite: a backup, a migration or a stuck shell holds the write lock; PostgreSQL: the database is gone.
+    with closing(store_at(admin.data_dir / "lockgate.sqlite3")) as store, store_outage(store):
         with admin.client("admin") as client:
             assert client.get("/admin/v1/routes").status_code == 200  # from memory
             for url in ("/admin/v1/releases", "/admin/v1/audit", "/admin/v1/keys", "/admin/v1/traces"):
@@ -444,10 +444,6 @@ def test_the_admin_api_answers_while_the_database_is_locked(admin: AdminGateway)
             assert viewer.get("/admin/v1/keys").status_code == 403
         with admin.client("app") as app:
             assert chat(app, "serving during the lock").status_code == 200
-    finally:
-        if locker.in_transaction:
-            locker.execute("ROLLBACK")
-        locker.close()
 
     with admin.client("deployer") as client:
         r = client.post("/admin/v1/releases", json={"route": "echo", "spec": spec})
@@ -483,6 +479,7 @@ CREATE TABLE api_keys (
 """
 
 
+@pytest.mark.sqlite_only  # data folders from before migrations were SQLite files
 def test_a_database_from_before_roles_gets_the_column_and_its_keys_stay_app_keys(
     tmp_path: Path, upstream: FakeUpstreamThread, start_gateway
 ):
@@ -495,10 +492,10 @@ def test_a_database_from_before_roles_gets_the_column_and_its_keys_stay_app_keys
                      (hashlib.sha256(old_key.encode()).hexdigest(),))
 
     # Several workers migrate at start at the same moment; each must find the column there after.
-    stores = [SqliteStore(data_dir / "lockgate.sqlite3") for _ in range(4)]
+    stores = [store_at(data_dir / "lockgate.sqlite3") for _ in range(4)]
     barrier, errors = threading.Barrier(len(stores)), []
 
-    def migrate(store: SqliteStore) -> None:
+    def migrate(store: SqlStore) -> None:
         barrier.wait()
         try:
             store.migrate()

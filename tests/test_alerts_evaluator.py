@@ -15,7 +15,8 @@ from lockgate.config.plans import RolloutPlan
 from lockgate.control import commands
 from lockgate.control.state import RolloutStatus
 from lockgate.rollout import machine
-from lockgate.store import SqliteStore
+from lockgate.store import SqlStore
+from tests.harness import store_at
 from tests.rollout_helpers import add_traffic
 from tests.webhook_receiver import WebhookReceiver
 
@@ -35,7 +36,7 @@ alerts:
 
 @pytest.fixture
 def store(tmp_path):
-    s = SqliteStore(tmp_path / "db.sqlite3")
+    s = store_at(tmp_path / "db.sqlite3")
     s.migrate()
     return s
 
@@ -168,7 +169,7 @@ class RacingStore:
     """A real store whose first read of an alert's state lets another evaluator run before it returns: the
     race two replicas run into when they see the same change at the same moment, made to happen every time."""
 
-    def __init__(self, store: SqliteStore, other_goes_first) -> None:
+    def __init__(self, store: SqlStore, other_goes_first) -> None:
         self._store, self._other = store, other_goes_first
 
     def get_alert_state(self, alert: str):
@@ -188,15 +189,15 @@ def test_fires_once_across_two_evaluators_and_a_restart(tmp_path, store):
     spec = ERRORS.replace("evaluate_every_s: 0.1", "evaluate_every_s: 0.1, actions: [{incident: {}}]")
     # Two replicas, each with its own connection: the second decides to fire on the state it read, but the
     # first fires in between; the second's compare-and-set loses, it reads again and stays quiet.
-    first = evaluator(SqliteStore(tmp_path / "db.sqlite3"), spec)
-    second = evaluator(RacingStore(SqliteStore(tmp_path / "db.sqlite3"), lambda: first.tick(now)), spec)
+    first = evaluator(store_at(tmp_path / "db.sqlite3"), spec)
+    second = evaluator(RacingStore(store_at(tmp_path / "db.sqlite3"), lambda: first.tick(now)), spec)
     assert second.tick(now) == {}
     assert store.get_alert_state("errors").state == "firing"
     for i in range(1, 20):
         assert first.tick(now + i * 0.1) == second.tick(now + i * 0.1) == {}
     assert [r.action for r in audit(store)] == ["alert.fire", "alert.actions"]
     assert len(store.list_incidents()) == 1
-    restarted = evaluator(SqliteStore(tmp_path / "db.sqlite3"), spec)
+    restarted = evaluator(store_at(tmp_path / "db.sqlite3"), spec)
     assert restarted.tick(now + 5) == {}  # the firing is in the store, not in the process that saw it
 
 

@@ -11,6 +11,8 @@ from lockgate.config import ConfigError
 from lockgate.config.alerts import DEFAULT_BURN_WINDOWS, BurnRateRule, ThresholdRule
 from lockgate.config.loader import parse_config
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 BASE = """
 version: 1
 backends:

@@ -9,8 +9,7 @@ import pytest
 from lockgate.config import ConfigError, load_config, load_default_config
 from lockgate.config.loader import parse_config
 from lockgate.gateway.runtime import register_releases
-from lockgate.store import SqliteStore
-from tests.harness import LOCKGATE, free_port
+from tests.harness import LOCKGATE, free_port, store_at
 
 GOOD = """\
 version: 1
@@ -101,7 +100,7 @@ def test_release_identity_is_its_content():
 
 
 def test_changing_a_release_makes_a_new_version_and_old_content_keeps_its_own(tmp_path: Path):
-    store = SqliteStore(tmp_path / "db.sqlite3")
+    store = store_at(tmp_path / "db.sqlite3")
     store.migrate()
     first = register_releases(parse_config(GOOD, source="a"), store)["echo"]["v1"]
     again = register_releases(parse_config(GOOD, source="a"), store)["echo"]["v1"]

@@ -9,6 +9,8 @@ import pytest
 
 from lockgate.evals.suite import MIN_CASES, Suite, check_case_count, load_suite
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "lockgate" / "config"
 SUITE_PATH = CONFIG / "demo_suite.yaml"
 KNOWLEDGE_PATH = CONFIG / "demo_knowledge.md"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.drift_traffic import prompts
-from tests.harness import Gateway, free_port, run_cli, write_config
+from tests.harness import Gateway, free_port, run_cli, store_at, write_config
 
 N = 60  # requests per window
 
@@ -37,8 +37,8 @@ def _send(client: httpx.Client, texts: list[str]) -> None:
 def _wait_for_traces(data_dir: Path, count: int, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with sqlite3.connect(f"file:{data_dir / 'lockgate.sqlite3'}?mode=ro", uri=True, timeout=5) as conn:
-            if conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0] >= count:
+        with closing(store_at(data_dir / "lockgate.sqlite3")) as store:
+            if store.count_traces() >= count:
                 return
         time.sleep(0.2)
     raise AssertionError(f"fewer than {count} traces in the store after {timeout_s}s")

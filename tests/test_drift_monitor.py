@@ -14,8 +14,9 @@ from lockgate.drift.monitor import DriftMonitor
 from lockgate.drift.publish import DriftScoresCollector, drift_collectors
 from lockgate.drift.spec import parse_window
 from lockgate.settings import Settings
-from lockgate.store import SqliteStore
+from lockgate.store import SqlStore
 from tests.drift_traffic import prompts
+from tests.harness import store_at
 
 NOW = time.time()
 DAY = 86400.0
@@ -47,9 +48,9 @@ routes:
 """
 
 
-def _setup(tmp_path: Path, reference: str) -> tuple[DriftMonitor, SqliteStore, Settings]:
+def _setup(tmp_path: Path, reference: str) -> tuple[DriftMonitor, SqlStore, Settings]:
     settings = Settings(data_dir=tmp_path / "data")
-    store = SqliteStore(settings.database_path)
+    store = store_at(settings.database_path)
     store.migrate()
     # yesterday: English support questions; the last hour: German ones
     store.insert_traces([_trace(NOW - DAY + i, p) for i, p in enumerate(prompts("support_en", 60, 1))])

@@ -13,6 +13,8 @@ from lockgate.drift.analysis import PromptMemo, WindowSample, compare, topic_dis
 from lockgate.drift.features import Observation
 from lockgate.drift.stats import DriftSettings, Verdict
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 SETTINGS = DriftSettings()
 LANGUAGES = ["en"] * 70 + ["de"] * 15 + ["fr"] * 10 + ["es"] * 3 + ["it", "und"]
 

@@ -9,6 +9,8 @@ import pytest
 
 from lockgate.embeddings import minilm
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 # Reference values from sentence-transformers 6.2.0 on torch 2.13.0+cpu, computed outside the project's
 # venv by `/tmp/stref/bin/python scripts/minilm_reference.py` (the script says how to build that venv).
 SENTENCES = [

@@ -29,6 +29,8 @@ from lockgate.evals.stats import (
     wilson_interval,
 )
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 # --- Wilson ---------------------------------------------------------------------------------
 
 

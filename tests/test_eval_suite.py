@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from lockgate.evals.assertions import ALLOWED_TYPES, BASE_TYPES, Assertion, evaluate
 from lockgate.evals.suite import MIN_CASES, SuiteError, case_id, check_case_count, load_suite, render_prompt
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 REFUSAL = "I'm sorry, but I can't help with that."
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 

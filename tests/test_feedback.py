@@ -10,8 +10,8 @@ release, with several workers too; and an acknowledged rating survives a locked 
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from lockgate.feedback.rating import parse_rating, rating_from_raw
 from lockgate.feedback.summary import parse_since
 from lockgate.observe.journal import TraceJournal
-from lockgate.store import FeedbackRecord, SqliteStore
-from tests.harness import Gateway, create_key, run_cli, write_config
+from lockgate.store import FeedbackRecord
+from tests.harness import Gateway, create_key, run_cli, store_at, store_outage, write_config
 from tests.openapi_schemas import validate
 from tests.test_durability import spool_files, wait_until
 
@@ -52,7 +52,7 @@ def rate(client: httpx.Client, request_id: str, rating: object, **extra: object)
 
 
 def feedback_rows(data_dir: Path, request_id: str | None = None) -> list[FeedbackRecord]:
-    store = SqliteStore(data_dir / "lockgate.sqlite3")
+    store = store_at(data_dir / "lockgate.sqlite3")
     try:
         return store.list_feedback(request_id=request_id, limit=1000)
     finally:
@@ -177,7 +177,7 @@ def test_a_key_rates_only_its_own_requests(tmp_path, upstream, start_gateway):
     rows = {r.feedback_id: r for r in feedback_rows(data_dir) if not r.request_id.startswith("req_flood_")}
     assert rows[own["id"]].status == "linked"
     assert rows[foreign["id"]].status == "key_mismatch" and rows[foreign["id"]].release == "echo@1"
-    store = SqliteStore(data_dir / "lockgate.sqlite3")
+    store = store_at(data_dir / "lockgate.sqlite3")
     (summary,) = store.feedback_summary("echo")
     store.close()
     assert (summary.count, summary.negative, summary.mean_score) == (1, 0, 1.0)
@@ -297,7 +297,7 @@ def test_summary_and_prometheus_per_release_with_several_workers(tmp_path, upstr
 
     rows = feedback_rows(data_dir)
     assert {r.release for r in rows} == {"echo@1", "echo@2"} and {r.status for r in rows} == {"linked"}
-    store = SqliteStore(data_dir / "lockgate.sqlite3")
+    store = store_at(data_dir / "lockgate.sqlite3")
     summary = {s.release: s for s in store.feedback_summary("echo")}
     assert set(summary) == set(plans)
     for release, ratings in plans.items():
@@ -323,7 +323,7 @@ def test_summary_and_prometheus_per_release_with_several_workers(tmp_path, upstr
 
 def test_summary_counts_the_latest_rating_of_each_rater_within_the_window(tmp_path):
     """The store query alone, against real SQLite: dedup by (request, rater), window on the rating's time."""
-    store = SqliteStore(tmp_path / "lockgate.sqlite3")
+    store = store_at(tmp_path / "lockgate.sqlite3")
     store.migrate()
     journal = TraceJournal(tmp_path / "spool", store)
     for i in range(3):
@@ -364,20 +364,13 @@ def test_feedback_is_accepted_while_the_database_is_locked_and_linked_after(tmp_
     key = create_key(data_dir)
     gw = start_gateway(config, data_dir=data_dir)
 
-    locker = sqlite3.connect(data_dir / "lockgate.sqlite3", timeout=10, isolation_level=None)
-    try:
-        locker.execute("BEGIN EXCLUSIVE")  # a backup, a migration, a stuck admin shell
+    with closing(store_at(data_dir / "lockgate.sqlite3")) as store, store_outage(store):
         fids = set()
         with httpx.Client(base_url=gw.base_url, headers=auth(key), timeout=15) as client:
             for i in range(10):
                 fids.add(rate(client, chat(client, f"during outage {i}"), i % 5 + 1)["id"])
         assert spool_files(data_dir), "acknowledged feedback must be spooled while the store is down"
         assert wait_until(lambda: "trace store unavailable" in gw.logs(), timeout_s=20), gw.logs()
-        locker.execute("ROLLBACK")
-    finally:
-        if locker.in_transaction:
-            locker.execute("ROLLBACK")
-        locker.close()
 
     assert wait_until(lambda: linked(data_dir, fids), timeout_s=15), feedback_rows(data_dir)
     assert {r.status for r in feedback_rows(data_dir)} == {"linked"}

@@ -21,6 +21,8 @@ from lockgate.guards.secrets import SecretsGuard, find_secrets
 from lockgate.guards.streaming import StreamGuard
 from lockgate.guards.unicode import UnicodeGuard, sanitize
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 CTX = GuardContext()
 
 

@@ -13,8 +13,8 @@ from lockgate.config.plans import RolloutPlan
 from lockgate.control import commands
 from lockgate.incidents import lifecycle
 from lockgate.rollout import machine
-from lockgate.store import SqliteStore
-from tests.harness import run_cli
+from lockgate.store import SqlStore
+from tests.harness import run_cli, store_at
 from tests.rollout_helpers import add_traffic
 
 
@@ -23,9 +23,9 @@ def data_dir(tmp_path):
     return tmp_path / "data"
 
 
-def store_of(data_dir) -> SqliteStore:
+def store_of(data_dir) -> SqlStore:
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(data_dir / "lockgate.sqlite3")
+    store = store_at(data_dir / "lockgate.sqlite3")
     store.migrate()
     return store
 

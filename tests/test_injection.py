@@ -15,6 +15,8 @@ from lockgate.guards import injection as inj
 from lockgate.guards.base import Action, GuardContext
 from lockgate.guards.injection import InjectionDetector, InjectionGuard
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[1]
 CTX = GuardContext()
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
+from contextlib import closing
 from pathlib import Path
 
-from tests.harness import create_key, run_cli
+from tests.harness import create_key, dump, run_cli, sql, store_at
 
 
 def test_create_prints_the_key_alone_on_the_last_line_and_stores_only_its_hash(tmp_path: Path):
     result = run_cli("keys", "create", "--name", "ci", "--routes", "echo,other", data_dir=tmp_path)
     key = result.stdout.strip().splitlines()[-1]
     assert key.startswith("lg-") and " " not in key and len(key) > 40
-    db = sqlite3.connect(tmp_path / "lockgate.sqlite3")
-    dump = "\n".join(db.iterdump())
-    assert key not in dump, "the plaintext key must never be stored"
-    (routes,) = db.execute("SELECT routes FROM api_keys WHERE name = 'ci'").fetchone()
+    with closing(store_at(tmp_path / "lockgate.sqlite3")) as store:
+        assert "ci" in dump(store) and key not in dump(store), "the plaintext key must never be stored"
+        [(routes,)] = sql(store, "SELECT routes FROM api_keys WHERE name = 'ci'")
     assert routes == '["echo", "other"]'
 
 

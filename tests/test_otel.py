@@ -7,6 +7,7 @@ The receiver is what a collector is on the wire: `POST /v1/traces` with a protob
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from tests.harness import Gateway, create_key, free_port
+from tests.harness import Gateway, create_key, database_env, free_port
 from tests.test_durability import wait_until
 
 CHAT = "/v1/chat/completions"
@@ -316,7 +317,8 @@ assert app.state.runtime.telemetry is None
 # (fastapi.telemetry, for the admin API), which is not Lockgate's to decide.
 print(sorted(m for m in sys.modules if m.startswith(("opentelemetry.sdk", "opentelemetry.exporter"))))
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **database_env(tmp_path / "data")})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

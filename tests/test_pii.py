@@ -11,6 +11,8 @@ from lockgate.guards.pii import ALL_ENTITIES, PiiGuard, find_pii
 from lockgate.guards.pii.checksums import it_fiscal_ok, luhn_ok, nhs_ok, verhoeff_ok
 from lockgate.guards.redaction import Placeholders
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 
 def found(text: str, entities: frozenset[str] | None = None) -> list[tuple[str, str]]:
     return [(text[s.start : s.end], s.label) for s in find_pii(text, entities)]

@@ -16,6 +16,8 @@ from lockgate.cluster.ratelimit import RedisRateLimiter
 from lockgate.gateway.ratelimit import Charge, Decision, RateLimiter, SqliteRateLimiter, retry_after_header
 from tests.redis_helpers import SHARED_REDIS_URL, target
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 
 @pytest.fixture
 def clock():

@@ -16,6 +16,8 @@ from lockgate.errors import UpstreamError, UpstreamTimeout
 from lockgate.gateway.circuit import CircuitBreaker, CircuitState
 from lockgate.gateway.resilience import CallLog, ReleaseCaller, backoff_delay, chain_of
 
+pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
+
 # -- circuit breaker ------------------------------------------------------------------------------
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import stat
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -29,8 +29,8 @@ from lockgate.devtools.fake_upstream import FakeUpstreamThread
 from lockgate.observe.retention import DAY_S, RetentionSweeper
 from lockgate.privacy.pseudonym import Pseudonyms
 from lockgate.privacy.secret import SECRET_FILE, InstallSecretError, install_secret
-from lockgate.store import SqliteStore
-from tests.harness import Gateway, create_key, free_port, run_cli
+from lockgate.store import SqlStore
+from tests.harness import Gateway, create_key, dump, free_port, run_cli, sql, store_at
 
 OPENAI_KEY = "sk-" + "A1b2C3d4E5" * 4
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -154,9 +154,8 @@ def test_no_credential_is_stored_anywhere(lab):
     assert gw.trace(unauthenticated.headers["x-request-id"])["outcome"] == "unauthenticated"
     for route in ("full", "redacted", "hashed", "none"):
         _ask(lab, route)
-    db = sqlite3.connect(gw.data_dir / "lockgate.sqlite3")
-    stored = "\n".join(db.iterdump())
-    db.close()
+    with closing(store_at(gw.data_dir / "lockgate.sqlite3")) as store:
+        stored = dump(store)
     spooled = "".join(p.read_text(errors="replace") for p in (gw.data_dir / "spool").glob("trace-*"))
     assert blocked_trace["trace_id"] in stored  # the dump does hold the traces
     for secret in (key, key.split("-", 1)[1], wrong_key, OPENAI_KEY, AWS_KEY):
@@ -236,24 +235,24 @@ EXPIRED = {"long-40d", "short-2d", "gone-10d", "none-10d"}
 
 
 @pytest.fixture
-def retention_store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "lockgate.sqlite3")
+def retention_store(tmp_path: Path) -> Iterator[SqlStore]:
+    store = store_at(tmp_path / "lockgate.sqlite3")
     store.migrate()
     store.insert_traces([_trace(*t) for t in TRACES])
     yield store
     store.close()
 
 
-def _sweeper(store: SqliteStore, default_days: int | str = 7) -> RetentionSweeper:
+def _sweeper(store: SqlStore, default_days: int | str = 7) -> RetentionSweeper:
     config = parse_config(RETENTION_CONFIG.format(default=default_days), source="test.yaml")
     return RetentionSweeper(store, config, clock=lambda: NOW)
 
 
-def _remaining(store: SqliteStore) -> set[str]:
+def _remaining(store: SqlStore) -> set[str]:
     return {t["trace_id"] for t in store.recent_traces(limit=100)}
 
 
-def test_retention_deletes_exactly_the_traces_past_their_routes_limit(retention_store: SqliteStore):
+def test_retention_deletes_exactly_the_traces_past_their_routes_limit(retention_store: SqlStore):
     run = _sweeper(retention_store).sweep()
     assert _remaining(retention_store) == {t[0] for t in TRACES} - EXPIRED
     assert run is not None and run.action == "trace.retention" and run.details["deleted"] == len(EXPIRED)
@@ -264,7 +263,7 @@ def test_retention_deletes_exactly_the_traces_past_their_routes_limit(retention_
     assert result.trace_anchor.seq == 3 and result.traces_expired == 1 and result.trace_links == 5
 
 
-def test_a_sweep_with_nothing_to_delete_records_nothing(retention_store: SqliteStore):
+def test_a_sweep_with_nothing_to_delete_records_nothing(retention_store: SqlStore):
     sweeper = _sweeper(retention_store)
     assert sweeper.sweep() is not None
     assert sweeper.sweep() is None
@@ -272,14 +271,14 @@ def test_a_sweep_with_nothing_to_delete_records_nothing(retention_store: SqliteS
 
 
 def test_without_retention_days_nothing_is_deleted(tmp_path: Path):
-    store = SqliteStore(tmp_path / "lockgate.sqlite3")
+    store = store_at(tmp_path / "lockgate.sqlite3")
     store.migrate()
     store.insert_traces([_trace("ancient", 5000, "retired")])
     assert _sweeper(store, default_days="null").sweep() is None
     assert _remaining(store) == {"ancient"}
 
 
-def test_the_sweeper_runs_at_its_first_call_and_then_once_per_interval(retention_store: SqliteStore):
+def test_the_sweeper_runs_at_its_first_call_and_then_once_per_interval(retention_store: SqlStore):
     now = [NOW]
     config = parse_config(RETENTION_CONFIG.format(default=7), source="test.yaml")
     sweeper = RetentionSweeper(retention_store, config, interval_s=300, clock=lambda: now[0])
@@ -294,21 +293,20 @@ def test_the_sweeper_runs_at_its_first_call_and_then_once_per_interval(retention
     assert "short-late" not in _remaining(retention_store)
 
 
-def test_tampering_is_still_caught_after_a_sweep(retention_store: SqliteStore):
+def test_tampering_is_still_caught_after_a_sweep(retention_store: SqlStore):
     run = _sweeper(retention_store).sweep()
     assert run is not None
-    with sqlite3.connect(retention_store.path, isolation_level=None) as conn:
-        conn.execute("UPDATE traces SET outcome = 'error' WHERE trace_id = 'long-10d'")
-        # A young trace removed and dressed up as deleted by the retention run: the run's cutoff says no.
-        conn.execute("DELETE FROM traces WHERE trace_id = 'short-12h'")
-        conn.execute(f"UPDATE trace_chain SET expired_by = {run.seq} WHERE trace_id = 'short-12h'")
+    sql(retention_store, "UPDATE traces SET outcome = 'error' WHERE trace_id = 'long-10d'")
+    # A young trace removed and dressed up as deleted by the retention run: the run's cutoff says no.
+    sql(retention_store, "DELETE FROM traces WHERE trace_id = 'short-12h'")
+    sql(retention_store, f"UPDATE trace_chain SET expired_by = {run.seq} WHERE trace_id = 'short-12h'")
     problems = verify_store(retention_store).problems
     assert sorted((p.kind, p.message.split(" (")[0]) for p in problems) == [
         ("changed", "trace long-10d"), ("removed", "trace short-12h")]
     assert any("retention run 1 does not cover it" in p.message for p in problems)
 
 
-def test_the_chain_goes_on_from_its_anchor_after_its_oldest_links_are_pruned(retention_store: SqliteStore):
+def test_the_chain_goes_on_from_its_anchor_after_its_oldest_links_are_pruned(retention_store: SqlStore):
     config = parse_config(RETENTION_CONFIG.format(default=7), source="test.yaml")
     later = NOW + 40 * DAY_S  # everything stored so far is past every limit
     RetentionSweeper(retention_store, config, clock=lambda: later).sweep()
@@ -318,9 +316,8 @@ def test_the_chain_goes_on_from_its_anchor_after_its_oldest_links_are_pruned(ret
     retention_store.insert_traces([_trace(f"new-{i}", -40, "long") for i in range(3)])
     result = verify_store(retention_store)
     assert result.ok and result.trace_links == 3, [str(p) for p in result.problems]
-    with sqlite3.connect(retention_store.path, isolation_level=None) as conn:
-        conn.execute("DELETE FROM trace_chain WHERE trace_id = 'new-0'")
-        conn.execute("DELETE FROM traces WHERE trace_id = 'new-0'")
+    sql(retention_store, "DELETE FROM trace_chain WHERE trace_id = 'new-0'")
+    sql(retention_store, "DELETE FROM traces WHERE trace_id = 'new-0'")
     problem = verify_store(retention_store).problems[0]
     assert (problem.kind, problem.seq) == ("removed", len(TRACES) + 1)
 
@@ -330,7 +327,7 @@ def test_the_gateway_sweeps_at_start_and_the_log_still_verifies(tmp_path: Path, 
     config = tmp_path / "lockgate.yaml"
     config.write_text(RETENTION_CONFIG.format(default=7).replace("http://127.0.0.1:9", upstream.base_url))
     create_key(data_dir)
-    store = SqliteStore(data_dir / "lockgate.sqlite3")
+    store = store_at(data_dir / "lockgate.sqlite3")
     store.migrate()
     now = time.time()
     store.insert_traces([{**_trace(t, 0, route), "ts": now - age * DAY_S} for t, age, route in TRACES])

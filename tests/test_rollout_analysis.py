@@ -7,7 +7,7 @@ import pytest
 from lockgate.config.plans import MetricCheck, RolloutPlan
 from lockgate.rollout.analysis import Analyzer, compare_rates, p95, probability_worse
 from lockgate.rollout.verdicts import Verdict, combine
-from lockgate.store import SqliteStore
+from tests.harness import store_at, unreachable_store
 from tests.rollout_helpers import add_traffic
 
 PLAN = RolloutPlan.model_validate({"steps": [{"canary": 10}, {"analysis": {"duration_s": 60}}, {"promote": {}}]})
@@ -16,7 +16,7 @@ T0 = 1_000_000.0
 
 @pytest.fixture
 def store(tmp_path):
-    s = SqliteStore(tmp_path / "db.sqlite3")
+    s = store_at(tmp_path / "db.sqlite3")
     s.migrate()
     return s
 
@@ -95,8 +95,7 @@ def test_too_little_traffic_is_inconclusive(store):
 
 
 def test_unreachable_store_is_an_error(tmp_path):
-    store = SqliteStore(tmp_path / "missing-dir" / "x" / "db.sqlite3")
-    (tmp_path / "missing-dir").write_text("a file where a folder should be")
+    store = unreachable_store(tmp_path)
     a = Analyzer(store).analyse("r", 2, 1, PLAN, since=0, until=1, min_samples=1,
                                 checks=[MetricCheck(metric="error_rate")])
     assert a.verdict is Verdict.ERROR

@@ -10,7 +10,7 @@ from lockgate.control.state import RolloutStatus, RouteState
 from lockgate.rollout import machine
 from lockgate.rollout.analysis import Analyzer
 from lockgate.rollout.machine import RolloutError
-from lockgate.store import SqliteStore
+from tests.harness import store_at, unreachable_store
 from tests.rollout_helpers import add_traffic
 
 T0 = 2_000_000.0
@@ -18,7 +18,7 @@ T0 = 2_000_000.0
 
 @pytest.fixture
 def store(tmp_path):
-    s = SqliteStore(tmp_path / "db.sqlite3")
+    s = store_at(tmp_path / "db.sqlite3")
     s.migrate()
     return s
 
@@ -90,8 +90,7 @@ def test_too_little_traffic_pauses_and_never_promotes(store):
 
 def test_error_pauses(tmp_path):
     """A required check that cannot be measured (store unreadable) is an Error: the rollout pauses."""
-    broken = SqliteStore(tmp_path / "f" / "db.sqlite3")
-    (tmp_path / "f").write_text("not a folder")
+    broken = unreachable_store(tmp_path)
     state = started(plan({"analysis": {"duration_s": 10}}, {"promote": {}}))
     state, events = machine.tick(state, Analyzer(broken), now=T0 + 11)
     assert state.rollout.status is RolloutStatus.PAUSED

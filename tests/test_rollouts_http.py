@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from lockgate.devtools.fake_upstream import FakeUpstreamThread, run_in_thread
-from tests.harness import create_key, run_cli
+from tests.harness import create_key, run_cli, store_at
 
 
 @pytest.fixture
@@ -144,9 +144,8 @@ def test_canary_is_sticky_by_user_then_analysis_promotes(setup):
     assert final["stable"] == 2 and final["last_good"] == 1
     time.sleep(0.6)
     assert {chat(gw, key, user=f"user-{u}").headers["x-lockgate-release"] for u in range(10)} == {"echo@2"}
-    from lockgate.store import SqliteStore
 
-    actions = [a.action for a in SqliteStore(data_dir / "lockgate.sqlite3").list_audit()]
+    actions = [a.action for a in store_at(data_dir / "lockgate.sqlite3").list_audit()]
     rollout_actions = [a for a in actions if a.startswith("rollout.")]
     assert rollout_actions[0] == "rollout.start" and rollout_actions[-1] == "rollout.promote"
 

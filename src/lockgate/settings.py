@@ -22,10 +22,17 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     redis_url: str | None = None  # LOCKGATE_REDIS_URL: wins over `redis.url` (keeps passwords out of files)
+    # Where the store is: None for the SQLite file in the data folder; a postgresql:// URL lets several
+    # replicas share one database (lockgate.store.engines).
+    database: str | None = None
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "lockgate.sqlite3"
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{self.database_path}"
 
     @property
     def ratelimit_path(self) -> Path:
@@ -37,7 +44,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, *, data_dir: str | None = None, config: str | None = None, host: str | None = None,
-                 port: int | None = None) -> Settings:
+                 port: int | None = None, database_url: str | None = None) -> Settings:
         """Command-line values win over the environment, which wins over the defaults."""
         return cls(
             data_dir=Path(data_dir or os.environ.get("LOCKGATE_DATA_DIR") or DEFAULT_DATA_DIR).resolve(),
@@ -45,6 +52,7 @@ class Settings:
             host=host or os.environ.get("LOCKGATE_HOST") or DEFAULT_HOST,
             port=port or int(os.environ.get("LOCKGATE_PORT") or DEFAULT_PORT),
             redis_url=os.environ.get("LOCKGATE_REDIS_URL") or None,
+            database=database_url or os.environ.get("LOCKGATE_DATABASE_URL") or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -53,6 +61,8 @@ class Settings:
             env["LOCKGATE_CONFIG"] = str(self.config_path)
         if self.redis_url is not None:
             env["LOCKGATE_REDIS_URL"] = self.redis_url
+        if self.database is not None:
+            env["LOCKGATE_DATABASE_URL"] = self.database
         return env
 
 

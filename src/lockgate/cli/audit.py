@@ -16,14 +16,17 @@ def _open_store(ctx: click.Context) -> Store:
     from lockgate.gateway.runtime import open_store
 
     settings: Settings = ctx.find_root().obj["settings"]
-    if not settings.database_path.exists():
+    if settings.database is None and not settings.database_path.exists():
         click.echo(f"error: no Lockgate data in {settings.data_dir} (no {settings.database_path.name}); "
                    "pass --data-dir or set LOCKGATE_DATA_DIR to the gateway's data folder", err=True)
         sys.exit(2)
     try:
         return open_store(settings)
     except StoreUnavailable as exc:
-        click.echo(f"error: cannot open the store in {settings.data_dir}: {exc}", err=True)
+        from lockgate.store.engines import redacted
+
+        where = redacted(settings.database) if settings.database else settings.data_dir
+        click.echo(f"error: cannot open the store at {where}: {exc}", err=True)
         sys.exit(2)
 
 

@@ -28,7 +28,10 @@ def store_or_exit(ctx: click.Context) -> Store:
     try:
         store = open_store(settings)
     except StoreUnavailable as exc:
-        click.echo(f"error: cannot open the store in {settings.data_dir}: {exc}", err=True)
+        from lockgate.store.engines import redacted
+
+        where = redacted(settings.database) if settings.database else settings.data_dir
+        click.echo(f"error: cannot open the store at {where}: {exc}", err=True)
         sys.exit(2)
     _announce_changes(settings)
     return store

@@ -35,11 +35,14 @@ def _actor(ctx: click.Context) -> str:
               help="lockgate.yaml to use (default: the embedded demo).")
 @click.option("--actor", envvar="LOCKGATE_ACTOR", default=None,
               help="Who is acting, for the audit log (default: your operating-system user).")
+@click.option("--database-url", envvar="LOCKGATE_DATABASE_URL", default=None,
+              help="The store: postgresql://USER@HOST:PORT/DATABASE (default: SQLite in the data folder).")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str | None, config_path: str | None, actor: str | None) -> None:
+def cli(ctx: click.Context, data_dir: str | None, config_path: str | None, actor: str | None,
+        database_url: str | None) -> None:
     """Lockgate: the safety layer between an AI application and production."""
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = Settings.from_env(data_dir=data_dir, config=config_path)
+    ctx.obj["settings"] = Settings.from_env(data_dir=data_dir, config=config_path, database_url=database_url)
     ctx.obj["actor"] = actor
 
 
@@ -70,7 +73,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     settings = Settings.from_env(
         data_dir=data_dir or str(base.data_dir),
         config=config_path or (str(base.config_path) if base.config_path else None),
-        host=host, port=port,
+        host=host, port=port, database_url=base.database,
     )
     try:
         config = load_settings_config(settings)

@@ -40,7 +40,7 @@ from lockgate.retrieval import Retriever
 from lockgate.rollout.analysis import Analyzer
 from lockgate.rollout.controller import RolloutController
 from lockgate.settings import Settings
-from lockgate.store import ReleaseRecord, SqliteStore, Store, StoreUnavailable
+from lockgate.store import ReleaseRecord, Store, StoreUnavailable, open_url
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +311,10 @@ async def _start_quietly(name: str, backend: Backend) -> None:
 
 
 def open_store(settings: Settings) -> Store:
-    store = SqliteStore(settings.database_path)
+    """The store the settings name, migrated to the newest schema; StoreUnavailable if it cannot be reached."""
+    try:
+        store = open_url(settings.database_url)
+    except ValueError as exc:
+        raise StoreUnavailable(str(exc)) from exc
     store.migrate()
     return store

@@ -1,4 +1,7 @@
-"""Persistent state behind one interface: API keys, the release registry and traces."""
+"""Persistent state behind one interface: API keys, the release registry and traces.
+
+SQLite (a file in the data folder, the default) or PostgreSQL (several replicas sharing one
+database), chosen by the database URL (lockgate.settings); the SQL is the same for both."""
 
 from lockgate.store.base import (
     AlertStateRecord,
@@ -15,6 +18,7 @@ from lockgate.store.base import (
     StoreUnavailable,
     TraceLink,
 )
+from lockgate.store.sql_store import SqlStore, open_url
 from lockgate.store.sqlite import SqliteStore
 
 __all__ = [
@@ -28,8 +32,10 @@ __all__ = [
     "ReleaseRecord",
     "ReleaseWindow",
     "RetentionCutoffs",
+    "SqlStore",
     "SqliteStore",
     "Store",
     "StoreUnavailable",
     "TraceLink",
+    "open_url",
 ]
