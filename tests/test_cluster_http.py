@@ -13,6 +13,7 @@ import httpx
 
 from lockgate.cluster.live import RedisLiveWindows
 from tests.harness import create_key, store_at, write_config
+from tests.http_traffic import chat
 from tests.redis_helpers import SHARED_REDIS_URL, closed_port_url, target
 
 
@@ -20,11 +21,6 @@ def config_with_redis(path, upstream_url: str, redis_yaml: str, route_extra: str
     config = write_config(path, upstream_url, route_extra=route_extra)
     config.write_text(config.read_text() + "redis:\n" + redis_yaml)
     return config
-
-
-def chat(gw, key: str) -> httpx.Response:
-    return httpx.post(gw.api_url + "/chat/completions", timeout=30, headers={"authorization": f"Bearer {key}"},
-                      json={"model": "echo", "messages": [{"role": "user", "content": "hello"}]})
 
 
 def replica(tmp_path, name: str, config, start_gateway):
