@@ -29,13 +29,13 @@ def free_port() -> int:
 
 
 def run_cli(
-    *args: str, data_dir: Path, config: Path | None = None, check: bool = True
+    *args: str, data_dir: Path, config: Path | None = None, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     cmd = [*LOCKGATE, "--data-dir", str(data_dir)]
     if config is not None:
         cmd += ["--config", str(config)]
     result = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **database_env(data_dir)})
+                            env={**os.environ, **database_env(data_dir), **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(
             f"lockgate {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -219,8 +219,8 @@ class PgDatabases:
             drop_pg_database(url)
 
 
-def create_key(data_dir: Path, name: str = "test", *extra: str) -> str:
-    out = run_cli("keys", "create", "--name", name, *extra, data_dir=data_dir).stdout
+def create_key(data_dir: Path, name: str = "test", *extra: str, env: dict[str, str] | None = None) -> str:
+    out = run_cli("keys", "create", "--name", name, *extra, data_dir=data_dir, env=env).stdout
     return out.strip().splitlines()[-1]
 
 

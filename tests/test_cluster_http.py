@@ -12,8 +12,8 @@ import time
 import httpx
 
 from lockgate.cluster.live import RedisLiveWindows
-from lockgate.store import SqliteStore
-from tests.harness import create_key, write_config
+from tests.harness import create_key, store_at, write_config
+from tests.http_traffic import chat
 from tests.redis_helpers import SHARED_REDIS_URL, closed_port_url, target
 
 
@@ -21,11 +21,6 @@ def config_with_redis(path, upstream_url: str, redis_yaml: str, route_extra: str
     config = write_config(path, upstream_url, route_extra=route_extra)
     config.write_text(config.read_text() + "redis:\n" + redis_yaml)
     return config
-
-
-def chat(gw, key: str) -> httpx.Response:
-    return httpx.post(gw.api_url + "/chat/completions", timeout=30, headers={"authorization": f"Bearer {key}"},
-                      json={"model": "echo", "messages": [{"role": "user", "content": "hello"}]})
 
 
 def replica(tmp_path, name: str, config, start_gateway):
@@ -53,7 +48,7 @@ def test_replicas_share_a_route_limit_and_their_live_counts_add_up(tmp_path, ups
     assert refused.status_code == 429 and "6 requests per minute for this route" in refused.json()["error"]["message"]
 
     # Each replica counted its own answered requests in Redis; read together they are all of them.
-    live = RedisLiveWindows(target(SHARED_REDIS_URL, redis_prefix), SqliteStore(tmp_path / "unused.sqlite3"))
+    live = RedisLiveWindows(target(SHARED_REDIS_URL, redis_prefix), store_at(tmp_path / "unused.sqlite3"))
     deadline = time.monotonic() + 10
     while True:
         windows = live.release_window("echo", started - 1)

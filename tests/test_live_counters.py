@@ -14,7 +14,7 @@ from lockgate.config.loader import parse_config
 from lockgate.config.plans import RolloutPlan
 from lockgate.rollout.analysis import Analyzer
 from lockgate.rollout.verdicts import Verdict
-from lockgate.store import SqliteStore
+from tests.harness import store_at
 from tests.redis_helpers import SHARED_REDIS_URL, closed_port_url, target
 from tests.rollout_helpers import traffic
 
@@ -24,7 +24,7 @@ T0 = 1_000_000.0
 
 @pytest.fixture
 def store(tmp_path):
-    s = SqliteStore(tmp_path / "db.sqlite3")
+    s = store_at(tmp_path / "db.sqlite3")
     s.migrate()
     return s
 

@@ -18,7 +18,7 @@ from lockgate.control.commands import declared_versions, reconcile, set_kill_swi
 from lockgate.gateway.runtime import open_store
 from lockgate.settings import Settings
 from lockgate.store import Store
-from tests.harness import run_cli, write_config
+from tests.harness import database_url_at, run_cli, write_config
 from tests.redis_helpers import SHARED_REDIS_URL, target
 
 NEVER_S = 3600.0
@@ -31,7 +31,9 @@ def redis_config(tmp_path: Path, upstream_url: str, url: str, prefix: str) -> Pa
 
 
 def cache_over(tmp_path: Path, config_path: Path) -> tuple[Store, ControlCache]:
-    settings = Settings.from_env(data_dir=str(tmp_path / "data"), config=str(config_path))
+    # The database `lockgate` commands started on this data folder use (PostgreSQL in that pass).
+    database = database_url_at(tmp_path / "data" / "lockgate.sqlite3")
+    settings = Settings.from_env(data_dir=str(tmp_path / "data"), config=str(config_path), database_url=database)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
     declared = declared_versions(load_config(config_path), store)

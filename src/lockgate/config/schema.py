@@ -225,6 +225,12 @@ class ServerConfig(Strict):
     workers: int | None = Field(default=None, ge=1, le=64, description="None: one per CPU core.")
     default_key_rate_limit: RateLimit = RateLimit(requests_per_minute=600, tokens_per_minute=200_000)
     require_api_key: bool = True
+    state_poll_s: float = Field(
+        default=0.25, ge=0.05, le=300,
+        description="How often each worker re-reads route state (rollouts, flags, kill switches) from the store. "
+        "With `redis.url` set, changes arrive at once as notices and this poll is only the fallback, so several "
+        "replicas may raise it to spare the database.",
+    )
 
 
 class TracingConfig(Strict):

@@ -130,7 +130,8 @@ class Runtime:
         }
         declared = {route: self.registry[route][rc.serve].version for route, rc in config.routes.items()}
         self.follow_route_state = follow_route_state
-        self.control = ControlCache(store, declared if follow_route_state else {})
+        self.control = ControlCache(store, declared if follow_route_state else {},
+                                    refresh_interval_s=config.server.state_poll_s)
         self._declared = declared
         if follow_route_state:
             self.control.refresh()
