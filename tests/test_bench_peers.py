@@ -16,6 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import peers  # noqa: E402
 
+pytestmark = pytest.mark.store_free  # never opens a store (tests/conftest.py)
+
 
 def step(
     rate: float, *, achieved: float | None = None, ok: int = 1000, errors: int = 0, p99: float = 5.0

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis
 
 from lockgate.cluster.ratelimit import RedisRateLimiter
 from lockgate.gateway.ratelimit import Charge
 from lockgate.observe.metrics import RATELIMIT_ERRORS
 from tests.redis_helpers import SHARED_REDIS_URL, closed_port_url, target
+
+pytestmark = pytest.mark.store_free  # never opens a store (tests/conftest.py)
 
 
 def test_limits_use_the_redis_clock_and_keys_expire_with_their_window(redis_prefix):

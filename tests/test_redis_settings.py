@@ -8,6 +8,8 @@ from lockgate.cluster.connection import redis_target
 from lockgate.config.loader import ConfigError, parse_config
 from lockgate.settings import Settings
 
+pytestmark = pytest.mark.store_free  # never opens a store (tests/conftest.py)
+
 BASE = """
 version: 1
 backends:
