@@ -10,9 +10,7 @@ import pytest
 
 from lockgate.devtools.fake_upstream import FakeUpstreamThread
 from lockgate.evals import stats
-from lockgate.gateway.runtime import open_store
-from lockgate.settings import Settings
-from tests.harness import run_cli, write_config
+from tests.harness import run_cli, store_at, write_config
 
 
 @pytest.fixture
@@ -92,8 +90,8 @@ def test_rate_above_the_limit_exits_1_and_the_next_release_is_diffed(tmp_path: P
     regressed = sum(a["outcome"] != "succeeded" for a in before["attacks"])
     assert row["test"] == "mcnemar" and row["p_value"] == stats.mcnemar(b=regressed, c=0).p_value
     assert "Change from the previous release" in (tmp_path / "out" / "redteam-echo-2.html").read_text()
-    # both runs are the releases' evidence, in the same SQLite store
-    store = open_store(Settings.from_env(data_dir=str(tmp_path / "data")))
+    # both runs are the releases' evidence, in the data folder's store (PostgreSQL's database for it in that pass)
+    store = store_at(tmp_path / "data" / "lockgate.sqlite3")
     evidence = store.list_evidence("echo", kind="redteam")
     assert [(e.version, e.passed) for e in evidence] == [(1, True), (2, False)]
     assert evidence[1].summary["metrics"]["overall"]["asr"] == 1.0 and "attacks" not in evidence[1].summary
