@@ -308,6 +308,19 @@ class Gateway:
         self.process.wait(timeout=10)
 
 
+# The smallest configuration that parses: one route over an upstream nobody calls (parsing tests).
+ONE_ROUTE_YAML = """
+version: 1
+backends:
+  up: {kind: openai, base_url: "http://127.0.0.1:9"}
+routes:
+  echo:
+    serve: v1
+    releases:
+      v1: {backend: up, model: ok}
+"""
+
+
 def write_config(path: Path, upstream_url: str, *, model: str = "ok", release_extra: str = "",
                  route_extra: str = "", server_extra: str = "", backend_extra: str = "") -> Path:
     """A one-route configuration (`echo`) over one HTTP backend (`up`), with room for extra YAML."""

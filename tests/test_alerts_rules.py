@@ -10,20 +10,11 @@ from lockgate.alerts.state import Notice, next_state
 from lockgate.config import ConfigError
 from lockgate.config.alerts import DEFAULT_BURN_WINDOWS, BurnRateRule, ThresholdRule
 from lockgate.config.loader import parse_config
+from tests.harness import ONE_ROUTE_YAML
 
 pytestmark = pytest.mark.store_free  # pure logic: never opens a store (tests/conftest.py)
 
-BASE = """
-version: 1
-backends:
-  up: {kind: openai, base_url: "http://127.0.0.1:9"}
-routes:
-  echo:
-    serve: v1
-    releases:
-      v1: {backend: up, model: ok}
-alerts:
-"""
+BASE = ONE_ROUTE_YAML + "alerts:\n"
 
 
 def parse(alerts_yaml: str):

@@ -14,7 +14,7 @@ from lockgate.config.loader import parse_config
 from lockgate.config.plans import RolloutPlan
 from lockgate.rollout.analysis import Analyzer
 from lockgate.rollout.verdicts import Verdict
-from tests.harness import store_at
+from tests.harness import ONE_ROUTE_YAML, store_at
 from tests.redis_helpers import SHARED_REDIS_URL, closed_port_url, target
 from tests.rollout_helpers import traffic
 
@@ -100,16 +100,7 @@ def test_counting_never_fails_when_redis_is_unreachable():
     asyncio.run(counters.flush())  # and nothing piles up for later
 
 
-ALERTS = """
-version: 1
-backends:
-  up: {kind: openai, base_url: "http://127.0.0.1:9"}
-routes:
-  echo:
-    serve: v1
-    releases:
-      v1: {backend: up, model: ok}
-alerts:
+ALERTS = ONE_ROUTE_YAML + """alerts:
   - {name: errors, route: echo, kind: threshold, metric: error_rate, above: 0.05, window_s: 60, min_samples: 20}
   - {name: slow, route: echo, kind: threshold, metric: p95_latency_ms, above: 500, window_s: 60, min_samples: 20}
   - name: slo

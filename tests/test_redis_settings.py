@@ -7,19 +7,11 @@ import pytest
 from lockgate.cluster.connection import redis_target
 from lockgate.config.loader import ConfigError, parse_config
 from lockgate.settings import Settings
+from tests.harness import ONE_ROUTE_YAML
 
 pytestmark = pytest.mark.store_free  # never opens a store (tests/conftest.py)
 
-BASE = """
-version: 1
-backends:
-  up: {kind: openai, base_url: "http://127.0.0.1:9"}
-routes:
-  echo:
-    serve: v1
-    releases:
-      v1: {backend: up, model: ok}
-"""
+BASE = ONE_ROUTE_YAML
 
 
 def test_without_a_url_there_is_no_redis(tmp_path, monkeypatch):

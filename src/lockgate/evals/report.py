@@ -179,11 +179,17 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_reports(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    return write_report_files(report, out_dir, "eval", render_markdown(report), render_html(report))
+
+
+def write_report_files(report: dict[str, Any], out_dir: str | Path, kind: str, markdown: str,
+                       html_text: str) -> dict[str, Path]:
+    """A release's report as `KIND-ROUTE-VERSION.{json,md,html}` in `out_dir` (eval and red team alike)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"eval-{report['release']['route']}-{report['release']['version']}"
+    stem = f"{kind}-{report['release']['route']}-{report['release']['version']}"
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "html": out / f"{stem}.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    paths["md"].write_text(render_markdown(report), encoding="utf-8")
-    paths["html"].write_text(render_html(report), encoding="utf-8")
+    paths["md"].write_text(markdown, encoding="utf-8")
+    paths["html"].write_text(html_text, encoding="utf-8")
     return paths

@@ -4,11 +4,10 @@ assets), built from the same pieces as the evaluation report."""
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
-from lockgate.evals.report import BAD, CSS, GOOD, bar_chart, html_table, md_cell, pct
+from lockgate.evals.report import BAD, CSS, GOOD, bar_chart, html_table, md_cell, pct, write_report_files
 
 RATE_HEADERS = ["", "attacks", "succeeded", "ASR", "95% CI", "blocked by guards (input/output)", "resisted", "errors"]
 DIFF_HEADERS = ["category", "previous ASR", "ASR", "change", "test", "p-value", "flag"]
@@ -155,11 +154,4 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_reports(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"redteam-{report['release']['route']}-{report['release']['version']}"
-    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "html": out / f"{stem}.html"}
-    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    paths["md"].write_text(render_markdown(report), encoding="utf-8")
-    paths["html"].write_text(render_html(report), encoding="utf-8")
-    return paths
+    return write_report_files(report, out_dir, "redteam", render_markdown(report), render_html(report))
